@@ -1,0 +1,1 @@
+"""JAX-native NAS algorithms over batched, jit-able NAS-Bench queries."""
