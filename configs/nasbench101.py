@@ -43,4 +43,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.checkpoint_every_steps = 1000
     c.keep_checkpoints = 3
     c.log_every_steps = 100
+    # --- devices (train/train.py) ---
+    c.num_devices = 0  # local devices for pmap; 0 = all
+    c.distributed = False  # call jax.distributed.initialize() first (multi-host)
+    c.data_seed = 0  # synthetic dataset generator seed (independent of the training seed)
     return c
