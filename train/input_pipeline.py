@@ -350,8 +350,8 @@ def make_synthetic(
 ) -> Dataset:
     """A learnable offline stand-in for CIFAR-10 (never mistaken for it: ``synthetic=True``).
 
-    Each class has a random low-frequency colour template (a 4×4 grid of RGB colours upsampled
-    to the image size); an image is its class template shifted by up to 2 pixels, scaled in
+    Each class has a random mean colour plus a low-frequency pattern (a 4×4 grid of RGB offsets
+    upsampled to the image size); an image is its class template shifted by up to 2 pixels, scaled in
     brightness, plus Gaussian pixel noise, clipped to uint8. Classes are separable but not
     trivially so (noise, shifts), and the same augmentation applies as for CIFAR-10.
 
@@ -377,7 +377,9 @@ def make_synthetic(
     if eval_size > train_size:
         raise DatasetError(f"eval_size={eval_size} exceeds train_size={train_size} (train_eval is a prefix of train)")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
-    grid = rng.uniform(40, 215, size=(num_classes, 4, 4, 3))
+    # A distinct mean colour per class (survives global average pooling) plus a spatial pattern.
+    colours = rng.uniform(50, 205, size=(num_classes, 1, 1, 3))
+    grid = colours + rng.uniform(-40, 40, size=(num_classes, 4, 4, 3))
     reps = -(-image_size // 4)
     templates = np.repeat(np.repeat(grid, reps, axis=1), reps, axis=2)[:, :image_size, :image_size]
 
