@@ -154,8 +154,8 @@ def _iter_framed(path: str, progress: bool):
             end = pos + 12 + length
             if end + 4 > size:
                 raise TFRecordError(
-                    f"{path}: truncated file: record {i} at byte {pos} declares {length} data bytes, "
-                    f"only {max(size - pos - 12, 0)} left"
+                    f"{path}: truncated file: record {i} at byte {pos} declares {length} data bytes + a "
+                    f"4-byte CRC, only {max(size - pos - 12, 0)} bytes left"
                 )
             data = buf[pos + 12 : end]
             c = crc(data)
