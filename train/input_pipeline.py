@@ -272,6 +272,7 @@ class _CifarUnpickler(pickle.Unpickler):
         ("copyreg", "_reconstructor"),
         ("__builtin__", "object"),
         ("builtins", "object"),
+        ("_codecs", "encode"),  # how Python 3 protocol-2 pickles store bytes
     }
 
     def find_class(self, module: str, name: str):
