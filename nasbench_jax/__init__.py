@@ -20,9 +20,19 @@ __all__ = [
     "MAX_EDGES",
     "MAX_VERTICES",
     "ModelSpec",
+    "NASBench",
     "NASBenchError",
     "OutOfDomainError",
     "SpecError",
     "check_spec",
     "is_valid",
 ]
+
+
+def __getattr__(name):
+    # ``NASBench`` pulls in JAX (via api.py); import it only when asked for.
+    if name == "NASBench":
+        from nasbench_jax.api import NASBench
+
+        return NASBench
+    raise AttributeError(f"module 'nasbench_jax' has no attribute {name!r}")
