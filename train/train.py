@@ -466,6 +466,27 @@ def train_and_evaluate(
     eval_images = eval_batches * batch
     fingerprint = _run_fingerprint(spec, config, dataset, num_devices)
 
+    # ---- workdir, checkpoints, restore-or-init --------------------------------------------
+    import orbax.checkpoint as ocp
+
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        manager = _checkpoint_manager(os.path.join(workdir, CHECKPOINT_DIR), config)
+    except OSError as e:
+        raise WorkdirError(f"cannot write workdir {workdir}: {e}") from None
+    meta = {"fingerprint": fingerprint, "train_time_s": 0.0, "total_time_s": 0.0, "evaluations": [],
+            "num_devices": num_devices, "time_limit_reached": False}
+    latest = manager.latest_step()
+    saved_meta = None
+    if latest is not None:  # refuse a different run before building anything
+        saved_meta = manager.restore(latest, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        if saved_meta.get("fingerprint") != fingerprint:
+            manager.close()
+            raise WorkdirError(
+                f"workdir {workdir} holds a checkpoint of a different run (cell, config, dataset or device"
+                " count differ); use a fresh workdir"
+            )
+
     # ---- model, optimiser, compiled steps -----------------------------------------------
     key = jax.random.PRNGKey(seed)
     init_key, aug_key = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
@@ -488,25 +509,7 @@ def train_and_evaluate(
     }
     trainable = int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
 
-    # ---- workdir, checkpoints, restore-or-init --------------------------------------------
-    import orbax.checkpoint as ocp
-
-    try:
-        os.makedirs(workdir, exist_ok=True)
-        manager = _checkpoint_manager(os.path.join(workdir, CHECKPOINT_DIR), config)
-    except OSError as e:
-        raise WorkdirError(f"cannot write workdir {workdir}: {e}") from None
-    meta = {"fingerprint": fingerprint, "train_time_s": 0.0, "total_time_s": 0.0, "evaluations": [],
-            "num_devices": num_devices, "time_limit_reached": False}
-    latest = manager.latest_step()
     if latest is not None:
-        saved_meta = manager.restore(latest, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-        if saved_meta.get("fingerprint") != fingerprint:
-            manager.close()
-            raise WorkdirError(
-                f"workdir {workdir} holds a checkpoint of a different run (cell, config, dataset or device"
-                " count differ); use a fresh workdir"
-            )
         restored = manager.restore(latest, args=ocp.args.Composite(state=ocp.args.StandardRestore(host_init)))["state"]
         host_state, meta = restored, saved_meta
         log.info("resumed %s from step %d%s", workdir, latest, tag)
@@ -532,7 +535,9 @@ def train_and_evaluate(
         return (state, images_dev, labels_dev, local_slice(idx), local_slice(pos),
                 np.full((num_devices,), time_s, np.float32))
 
-    compiled_train = p_train.lower(*batch_args(start_step, train_time_s)).compile()  # excluded from timing
+    compiled_train = None
+    if start_step < total_steps:  # compiled ahead of time: compilation is excluded from training_time
+        compiled_train = p_train.lower(*batch_args(start_step, train_time_s)).compile()
 
     def evaluate(split: input_pipeline.Split) -> float:
         correct = 0
