@@ -46,6 +46,50 @@ def _as_int_array(x, name: str) -> np.ndarray:
     return arr
 
 
+def _tables():
+    forbidden = np.zeros((_V + 1, _V, _V), bool)  # entries that must be 0 for a V-vertex cell
+    lo = np.zeros((_V + 1, _V), np.int64)
+    hi = np.zeros((_V + 1, _V), np.int64)
+    for v in range(_V + 1):
+        forbidden[v] = np.tril(np.ones((_V, _V), bool))
+        forbidden[v, v:, :] = True
+        forbidden[v, :, v:] = True
+        lo[v], hi[v] = C.PAD_LABEL, C.PAD_LABEL
+        if v >= 2:
+            lo[v, 1 : v - 1], hi[v, 1 : v - 1] = 0, C.NUM_OPS - 1
+            lo[v, 0] = hi[v, 0] = C.INPUT_LABEL
+            lo[v, v - 1] = hi[v, v - 1] = C.OUTPUT_LABEL
+    return forbidden.reshape(_V + 1, _V * _V), lo, hi
+
+
+_FORBIDDEN, _LO, _HI = _tables()
+_FORBIDDEN64 = np.array([sum(1 << i for i in np.flatnonzero(f)) for f in _FORBIDDEN], np.uint64)
+_ROW64 = np.array([0x7F << (7 * i) for i in range(_V)], np.uint64)
+_COL64 = np.array([sum(1 << (7 * i + j) for i in range(_V)) for j in range(_V)], np.uint64)
+
+
+def pack_adjacency(adj: np.ndarray) -> np.ndarray:
+    """``0/1 [..., 7, 7]`` -> ``uint64[...]`` with entry ``(i, j)`` at bit ``7 i + j``."""
+    flat = np.ascontiguousarray(adj, dtype=np.uint8).reshape(-1, _V * _V)
+    packed = np.packbits(flat, axis=-1, bitorder="little")  # [N, 7] bytes
+    out = np.zeros((flat.shape[0], 8), np.uint8)
+    out[:, :7] = packed
+    return out.view("<u8").reshape(adj.shape[:-2]).astype(np.uint64)
+
+
+def _fast_ok(adj: np.ndarray, ops: np.ndarray, nv: np.ndarray) -> bool:
+    """One vectorized pass over the whole batch; the detailed checks run only if this fails."""
+    if adj.size and (adj.max() > 1 or adj.min() < 0):
+        return False
+    if nv.size and (nv.min() < 2 or nv.max() > _V):
+        return False
+    v = nv.reshape(-1).astype(np.intp)
+    if np.any(pack_adjacency(adj).reshape(-1) & _FORBIDDEN64[v]):
+        return False
+    o = ops.reshape(-1, _V)
+    return not np.any((o < _LO[v]) | (o > _HI[v]))
+
+
 def check_cells(adjacency, operations, num_vertices, *, pruned: bool = False):
     """Validate a batch of encoded cells and return it as numpy arrays of the canonical dtypes.
 
@@ -81,6 +125,11 @@ def check_cells(adjacency, operations, num_vertices, *, pruned: bool = False):
             "batch shapes disagree: adjacency %s, operations %s, num_vertices %s"
             % (adj.shape, ops.shape, nv.shape)
         )
+    if _fast_ok(adj, ops, nv):
+        adj, ops, nv = adj.astype(np.uint8, copy=False), ops.astype(np.int8, copy=False), nv.astype(np.int32, copy=False)
+        if pruned:
+            _check_pruned(adj, nv)
+        return adj, ops, nv
     if np.any((adj != 0) & (adj != 1)):
         raise CellArrayError("adjacency entries must be 0 or 1")
     adj = adj.astype(np.uint8)
@@ -108,13 +157,21 @@ def check_cells(adjacency, operations, num_vertices, *, pruned: bool = False):
         raise CellArrayError(f"operations past num_vertices must be {C.PAD_LABEL} (padding)")
     ops = ops.astype(np.int8)
     if pruned:
-        out_deg = adj.sum(-1)
-        in_deg = adj.sum(-2)
-        need_out = inside & (idx < (nv - 1)[..., None])
-        need_in = inside & (idx > 0)
-        if np.any(need_out & (out_deg == 0)) or np.any(need_in & (in_deg == 0)):
-            raise CellArrayError(
-                "cells must be pruned (every vertex on an input->output path); "
-                "use nasbench_jax.graph.prune first"
-            )
+        _check_pruned(adj, nv)
     return adj, ops, nv
+
+
+def _check_pruned(adj: np.ndarray, nv: np.ndarray) -> None:
+    packed = pack_adjacency(adj).reshape(-1)
+    v = nv.reshape(-1)
+    bad = np.zeros(packed.shape, bool)
+    for i in range(_V):
+        has_out = (packed & _ROW64[i]) != 0
+        has_in = (packed & _COL64[i]) != 0
+        bad |= (i < v - 1) & ~has_out
+        bad |= (i > 0) & (i < v) & ~has_in
+    if np.any(bad):
+        raise CellArrayError(
+            "cells must be pruned (every vertex on an input->output path); "
+            "use nasbench_jax.graph.prune first"
+        )

@@ -330,14 +330,28 @@ def _compress_cols(state, words):
     return jnp.stack(new, axis=0)
 
 
-def _md5_cols(words):
-    """Unmasked multi-block MD5 by repeated single-block calls (``uint32[16k, M]``)."""
-    k = words.shape[0] // 16
-    m = words.shape[1]
-    state = jnp.broadcast_to(jnp.asarray(md5.INIT_STATE, jnp.uint32)[:, None], (4, m))
-    for blk in range(k):
-        state = _compress_cols(state, words[16 * blk : 16 * (blk + 1)])
+def _md5_cols(blocks):
+    """Unmasked multi-block MD5 by repeated single-block calls.
+
+    Args:
+      blocks: a sequence of ``k`` arrays ``uint32[16, M]`` (the message blocks in order).
+
+    Returns:
+      ``uint32[4, M]`` digests.
+
+    One jitted call per block: XLA:CPU fuses consecutive compressions into one huge loop
+    fusion that runs an order of magnitude slower, so blocks are chained from Python.
+    """
+    m = blocks[0].shape[1]
+    state = _init_cols(m)
+    for blk in blocks:
+        state = _compress_cols(state, blk)
     return state
+
+
+@functools.lru_cache(maxsize=None)
+def _init_cols(m: int):
+    return jnp.broadcast_to(jnp.asarray(md5.INIT_STATE, jnp.uint32)[:, None], (4, m))
 
 
 @jax.jit
@@ -366,11 +380,12 @@ def _prep_round(d, adj, valid):
 
 @functools.partial(jax.jit, static_argnames=("k",))
 def _bucket_words(hexw, cols, gidx, a, b, k: int):
-    """Message words ``uint32[16k, m]`` of the bucket messages ``gidx`` (all with ``k`` blocks)."""
+    """Message blocks (``k`` arrays ``uint32[16, m]``) of the bucket messages ``gidx``."""
     sl = cols[: 2 * k, gidx]  # [2k, m]
     g = hexw[:, sl]  # [8, 2k, m]
     stream = jnp.transpose(g, (1, 0, 2)).reshape(16 * k, gidx.shape[0])
-    return _assemble_round(stream, a, b, masked=False)
+    words = _assemble_round(stream, a, b, masked=False)
+    return tuple(words[16 * i : 16 * (i + 1)] for i in range(k))
 
 
 @jax.jit
@@ -380,7 +395,7 @@ def _scatter(d, sidx, new):
 
 @functools.partial(jax.jit, static_argnames=("k",))
 def _take_cols(words, g, k: int):
-    return words[: 16 * k, g]
+    return tuple(words[16 * i : 16 * (i + 1), g] for i in range(k))
 
 
 @jax.jit
