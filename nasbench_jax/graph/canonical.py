@@ -48,6 +48,8 @@ __all__ = [
     "canonical_code",
     "canonical_code_traced",
     "labelled_code_traced",
+    "canonical_from_labelled",
+    "canonical_from_labelled_traced",
     "decode_codes",
     "PERMS",
 ]
@@ -138,7 +140,19 @@ def canonical_code_traced(adjacency, operations, num_vertices):
       ``uint32[...]`` codes.
     """
     bits, onum = _bits_and_digits(adjacency, operations, num_vertices)
-    nv = jnp.asarray(num_vertices).astype(jnp.int32)
+    return _min_code(bits, onum, jnp.asarray(num_vertices).astype(jnp.int32))
+
+
+def canonical_from_labelled_traced(codes):
+    """Canonical codes from labelled codes (``V<<29 | A<<8 | O`` of a pruned cell), pure jnp."""
+    codes = jnp.asarray(codes).astype(jnp.uint32)
+    bits = (codes >> 8) & jnp.uint32((1 << 21) - 1)
+    onum = (codes & jnp.uint32(0xFF)).astype(jnp.int32)
+    return _min_code(bits, onum, (codes >> 29).astype(jnp.int32))
+
+
+def _min_code(bits, onum, nv):
+    """``V << 29 | min over allowed upper-triangular relabelings of (A << 8 | O)``."""
     adj_t = jnp.asarray(_ADJ_FLAT)
     ops_t = jnp.asarray(_OPS_FLAT)
     p = jnp.arange(_NP, dtype=jnp.int32)
@@ -170,6 +184,28 @@ _HOST_STEPS = 16
 @jax.jit
 def _canonical_mapped(adj, ops, nv):
     return jax.lax.map(lambda x: canonical_code_traced(*x), (adj, ops, nv))
+
+
+@jax.jit
+def _from_labelled_mapped(codes):
+    return jax.lax.map(canonical_from_labelled_traced, codes)
+
+
+def canonical_from_labelled(codes) -> np.ndarray:
+    """Host: canonical codes of pruned cells given as labelled codes, ``uint32[N]``.
+
+    The labelled code of a cell is its code *without* minimisation
+    (``reference.encode_code``); the enumeration builds these directly from bitmasks.
+    """
+    c = np.asarray(codes, np.uint32).reshape(-1)
+    n = c.shape[0]
+    size = _HOST_CHUNK * _HOST_STEPS
+    total = -(-n // size) * size
+    padded = np.full(total, c[0] if n else (2 << 29) | (1 << 8), np.uint32)
+    padded[:n] = c
+    parts = [_from_labelled_mapped(padded[s : s + size].reshape(_HOST_STEPS, _HOST_CHUNK)) for s in range(0, total, size)]
+    out = np.concatenate([np.asarray(p).reshape(-1) for p in parts]) if parts else np.zeros(0, np.uint32)
+    return out[:n].astype(np.uint32)
 
 
 def _canonical_host(adj: np.ndarray, ops: np.ndarray, nv: np.ndarray) -> np.ndarray:
