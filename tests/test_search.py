@@ -19,7 +19,7 @@ from nasbench_jax import space
 from nasbench_jax.errors import ConfigError
 from nasbench_jax.graph import reference
 from nasbench_jax.spec import ModelSpec, is_valid
-from search import common, evolution
+from search import bananas, common, evolution
 
 import reference_search as ref
 import search_double as dbl
@@ -28,6 +28,8 @@ ALL = ["random_search", "regularized_evolution", "reinforce", "local_search", "h
 SMALL_BUDGET = search.SearchBudget(max_time_s=6e4, max_evaluations=160)
 SMALL_CONFIGS = {
     "regularized_evolution": evolution.EvolutionConfig(population_size=20, tournament_size=5),
+    "bananas": bananas.BananasConfig(num_candidates=30, ensemble_size=2, hidden=16, train_steps=20,
+                                     history_size=32),
 }
 
 
@@ -43,12 +45,15 @@ def small_config(name):
 _CACHE = {}
 
 
-def run_small(name, table, seeds, record=True, key=0):
-    k = (name, id(table), seeds, key)
+SEEDS = 256  # one seed count everywhere, so each method compiles once per session
+
+
+def run_small(name, table, key=0):
+    k = (name, id(table), key)
     if k not in _CACHE:
-        keys = jax.random.split(jax.random.key(key), seeds)
+        keys = jax.random.split(jax.random.key(key), SEEDS)
         _CACHE[k] = jax.tree.map(np.asarray, search.run(name, keys, table, small_config(name),
-                                                        budget=SMALL_BUDGET, record_cells=record))
+                                                        budget=SMALL_BUDGET, record_cells=True))
     return _CACHE[k]
 
 
@@ -178,15 +183,15 @@ def test_budget_accounting_matches_a_hand_computed_example():
 @pytest.mark.parametrize("name", ALL)
 def test_every_method_valid_deterministic_and_seed_dependent(name, space5):
     table, store, (adj_s, ops_s, nv_s, codes_s) = space5
-    tr = run_small(name, table, 4)
-    again = run_small(name, table, 4, key=0) if False else jax.tree.map(np.asarray, search.run(
-        name, jax.random.split(jax.random.key(0), 4), table, small_config(name), budget=SMALL_BUDGET,
+    tr = run_small(name, table)
+    again = jax.tree.map(np.asarray, search.run(
+        name, jax.random.split(jax.random.key(0), SEEDS), table, small_config(name), budget=SMALL_BUDGET,
         record_cells=True))
     for a, b in zip(jax.tree.leaves(tr), jax.tree.leaves(again)):
         np.testing.assert_array_equal(a, b)  # same keys, same trajectories
     assert not np.array_equal(tr.index[0], tr.index[1])  # different seeds differ
     assert (tr.num_steps > 0).all()
-    for s in range(4):
+    for s in range(3):
         n = tr.num_steps[s]
         assert tr.active[s, :n].all() and not tr.active[s, n:].any()
         t = tr.time_s[s, :n]
@@ -213,11 +218,49 @@ def test_every_method_valid_deterministic_and_seed_dependent(name, space5):
 
 def test_methods_that_resample_propose_only_valid_cells(space5):
     for name in ["random_search", "reinforce", "local_search", "bananas"]:
-        tr = run_small(name, space5[0], 4)
+        tr = run_small(name, space5[0])
         act = tr.active
         # raw validity (before the store lookup) holds for every proposal
         ok = np.asarray(common.raw_valid(tr.adjacency[act]))
         assert ok.mean() > 0.99, name
+
+
+def _partial(space5, keep_fraction=0.6, seed=0):
+    """The same store with ~40 % of its cells removed, keeping the table's shapes (so the
+    compiled programs are reused): a removed row's code duplicates the previous kept code,
+    so ``searchsorted`` never lands on it and its own code is absent."""
+    table, store, cells = space5
+    codes = np.asarray(table.codes)
+    keep = np.random.default_rng(seed).random(codes.shape[0]) < keep_fraction
+    codes2 = np.maximum.accumulate(np.where(keep, codes, 0)).astype(np.uint32)
+    t = dbl.FakeTable(jnp.asarray(codes2), table.valid, table.test, table.time, table.halfway_valid,
+                      table.halfway_time, table.budgets)
+    return t, keep
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_partial_store_treats_missing_cells_as_invalid(name, space5):
+    part, keep = _partial(space5)
+    codes_s = space5[2][3]
+    tr = run_small(name, part)
+    assert tr.valid.sum() > 0
+    missing = 0
+    for s in range(3):
+        for i in range(tr.num_steps[s]):
+            a, o = tr.adjacency[s, i], tr.operations[s, i]
+            spec = ModelSpec(a, space.labels_to_ops(o))
+            if not (a.sum() <= 9 and is_valid(spec)):
+                assert not tr.valid[s, i]
+                continue
+            code = reference.canonical_code(spec.matrix, space.ops_to_labels(spec.ops))
+            row = np.searchsorted(codes_s, code)
+            present = row < len(codes_s) and codes_s[row] == code and keep[row]
+            assert tr.valid[s, i] == present  # in the space but not in the store: invalid
+            if not present:
+                missing += 1
+                assert tr.index[s, i] == -1
+                assert i == 0 or tr.time_s[s, i] == tr.time_s[s, i - 1]  # cost 0
+    assert missing > 0
 
 
 # --------------------------------------------------------------------------- parity with §8.4
@@ -236,7 +279,7 @@ def _final(tr):
 
 
 def test_random_search_matches_plain_python_reference(space5, ref_bench):
-    tr = run_small("random_search", space5[0], 256, record=False, key=11)
+    tr = run_small("random_search", space5[0], key=11)
     jax_final = _final(tr)
     ref_final = np.array([ref.random_search(ref_bench, s, SMALL_BUDGET.max_time_s)[0] for s in range(256)])
     p = stats.ks_2samp(jax_final, ref_final).pvalue
@@ -249,7 +292,7 @@ def test_random_search_matches_plain_python_reference(space5, ref_bench):
 
 def test_regularized_evolution_matches_plain_python_reference(space5, ref_bench):
     cfg = SMALL_CONFIGS["regularized_evolution"]
-    tr = run_small("regularized_evolution", space5[0], 256, record=False, key=12)
+    tr = run_small("regularized_evolution", space5[0], key=12)
     jax_final = _final(tr)
     ref_final = np.array([ref.regularized_evolution(ref_bench, s, SMALL_BUDGET.max_time_s,
                                                     cfg.population_size, cfg.tournament_size)[0]
