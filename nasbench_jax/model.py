@@ -322,7 +322,25 @@ class ConvBnRelu(nn.Module):
         return nn.relu(y)
 
 
+#: Convolution formulation (see ``_conv``); experiments may switch it.
+_CONV_IMPL = "lax"
+
+
 def _conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    k = kernel.shape[0]
+    if _CONV_IMPL != "lax":
+        if k == 1:
+            return jax.lax.dot_general(x, kernel[0, 0], (((3,), (0,)), ((), ())))
+        if x.shape[-1] <= 8 or _CONV_IMPL == "im2col":
+            p = k // 2
+            xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+            h, w = x.shape[1], x.shape[2]
+            cols = jnp.concatenate(
+                [xp[:, i : i + h, j : j + w, :] for i in range(k) for j in range(k)], axis=-1
+            )
+            return jax.lax.dot_general(
+                cols, kernel.reshape(-1, kernel.shape[-1]), (((3,), (0,)), ((), ()))
+            )
     return jax.lax.conv_general_dilated(
         x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
