@@ -144,6 +144,8 @@ class NASBench:
         for m in _store.METRIC_NAMES:
             present |= ~np.isnan(getattr(s, m))
         self._present = present  # bool[N, B, R]
+        self._complete = present.all(axis=2)  # bool[N, B]: every repeat present
+        self._num_repeats = s.num_repeats
         any_b = present.any(axis=(0, 2))
         self.valid_epochs = set()
         for b, ok in zip(self._budgets, any_b):
@@ -175,7 +177,8 @@ class NASBench:
         if row is None:
             code = _spec_code(m, spec.ops)
             codes = self.store.canonical_code
-            pos = int(np.searchsorted(codes, code))
+            # search with a uint32 scalar: a Python int would make numpy cast the whole column
+            pos = int(np.searchsorted(codes, np.uint32(code)))
             row = pos if pos < codes.shape[0] and int(codes[pos]) == code else -1
             if len(self._memo) >= _MEMO_LIMIT:
                 self._memo.clear()
@@ -195,8 +198,10 @@ class NASBench:
             key = module_hash
         else:
             raise KeyError(module_hash)
-        pos = int(np.searchsorted(hashes, key))
-        if len(key) != 32 or pos >= hashes.shape[0] or hashes[pos] != key:
+        if len(key) != 32:
+            raise KeyError(module_hash)
+        pos = int(np.searchsorted(hashes, np.array(key, dtype="S32")))
+        if pos >= hashes.shape[0] or hashes[pos] != key:
             raise KeyError(module_hash)
         return int(order[pos])
 
@@ -205,7 +210,7 @@ class NASBench:
         v = int(s.num_vertices[row])
         return {
             "module_adjacency": np.array(s.adjacency[row, :v, :v], dtype=np.int8),
-            "module_operations": [_LABEL_OP[int(x)] for x in s.operations[row, :v]],
+            "module_operations": [_LABEL_OP[x] for x in s.operations[row, :v].tolist()],
             "trainable_parameters": int(s.trainable_parameters[row]),
         }
 
@@ -238,11 +243,10 @@ class NASBench:
             raise OutOfDomainError("invalid number of epochs, must be one of %s" % self.valid_epochs)
         row = self._row_of_spec(model_spec)
         bi = self._bidx[epochs]
-        reps = self._present[row, bi]
-        if reps.all():
-            idx = self._rng.randint(0, reps.shape[0] - 1)
+        if self._complete[row, bi]:
+            idx = self._rng.randint(0, self._num_repeats - 1)
         else:
-            where = np.nonzero(reps)[0]
+            where = np.nonzero(self._present[row, bi])[0]
             if where.size == 0:
                 raise KeyError(epochs)
             idx = int(where[self._rng.randint(0, where.size - 1)])
@@ -252,7 +256,7 @@ class NASBench:
         m = self._metrics
         data = {
             "module_adjacency": np.array(s.adjacency[row, :v, :v], dtype=np.int8),
-            "module_operations": [_LABEL_OP[int(x)] for x in s.operations[row, :v]],
+            "module_operations": [_LABEL_OP[x] for x in s.operations[row, :v].tolist()],
             "trainable_parameters": int(s.trainable_parameters[row]),
             "training_time": float(m[pre + "training_time"][row, bi, idx]),
             "train_accuracy": float(m[pre + "train_accuracy"][row, bi, idx]),

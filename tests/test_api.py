@@ -10,13 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nasbench_jax import api, cli, graph, space
+from nasbench_jax import api, cli, space
 from nasbench_jax import store as st
 from nasbench_jax.errors import CellArrayError, OutOfDomainError
 from nasbench_jax.graph import reference
 
-HAS_CANON = hasattr(graph, "canonicalize")
-needs_canon = pytest.mark.skipif(not HAS_CANON, reason="graph.canonicalize not available yet")
 OPS = {-1: "input", -2: "output", 0: "conv3x3-bn-relu", 1: "conv1x1-bn-relu", 2: "maxpool3x3"}
 
 
@@ -295,7 +293,6 @@ def test_best_mean_accuracy(store, table):
     assert float(bt) == pytest.approx(np.nanmax(mt), rel=1e-6)
 
 
-@needs_canon
 def test_query_cells_raw_cells(store, table, full_records_52, sample_1k):
     rng = np.random.default_rng(1)
     specs, expect = [], []
