@@ -443,7 +443,9 @@ def train_and_evaluate(
       All of these are raised before anything is written.
     """
     wall_start = time.perf_counter()
-    if config.get("distributed", False) and jax.process_count() == 1:
+    if config.get("distributed", False) and not jax.distributed.is_initialized():
+        # Must run before anything touches a JAX backend (the coordinator comes from the
+        # environment: Cloud TPU, SLURM, or JAX_COORDINATOR_ADDRESS / process id / count).
         jax.distributed.initialize()
     if not isinstance(spec, ModelSpec):
         raise ConfigError(f"spec must be a nasbench_jax.ModelSpec, got {type(spec).__name__}")
@@ -563,9 +565,15 @@ def train_and_evaluate(
             writer.write_hparams({"dataset": dataset.name, "synthetic": dataset.synthetic, "seed": seed,
                                   "train_epochs": epochs, "batch_size": batch, "num_devices": num_devices})
 
+    saved_total = {"s": previous_total_time}
+
     def save(step: int) -> None:
+        if step in manager.all_steps():  # only after the time limit: more evaluations at the same step
+            manager.wait_until_finished()
+            manager.delete(step)
+        saved_total["s"] = previous_total_time + time.perf_counter() - wall_start
         meta_now = dict(meta, train_time_s=train_time_s, evaluations=[dataclasses.asdict(e) for e in evaluations],
-                        total_time_s=previous_total_time + time.perf_counter() - wall_start)
+                        total_time_s=saved_total["s"])
         manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(_to_host(state)),
                                                    meta=ocp.args.JsonSave(meta_now)), force=True)
 
@@ -623,7 +631,8 @@ def train_and_evaluate(
     result = TrainingRecord(
         module_adjacency=np.asarray(spec.matrix).tolist(), module_operations=list(spec.ops),
         trainable_parameters=trainable, evaluations=tuple(evaluations),
-        total_time=previous_total_time + time.perf_counter() - wall_start,
+        # as saved with the final evaluation, so a rerun of a finished run reports the same total
+        total_time=saved_total["s"],
         dataset=dataset.name, synthetic=dataset.synthetic, seed=seed, train_epochs=epochs, batch_size=batch,
         num_devices=num_devices * nproc, eval_images=eval_images, time_limit_reached=time_limit_reached,
     )
