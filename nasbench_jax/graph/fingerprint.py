@@ -310,17 +310,17 @@ def fingerprint_traced(adjacency, operations, num_vertices):
 
 # -- host fast path -----------------------------------------------------------------------
 
-#: Static sizes (messages per compression call) so jit compiles a handful of shapes.
-_M_LADDER = (1024, 8192, 65536)
-#: Static sizes (cells per chunk).
-_N_LADDER = (64, 512, 4096, 32768)
+#: Static shapes of the host path: ``(cells per chunk, messages per compression call)``. A batch
+#: is cut into chunks of the smallest level that holds it (or of the largest), and each
+#: block-count bucket into pieces of that level's message count, so jit compiles few shapes.
+_LEVELS = ((512, 1024), (4096, 4096), (32768, 16384))
 
 
-def _ladder(n: int, ladder) -> int:
-    for s in ladder:
-        if n <= s:
-            return s
-    return ladder[-1]
+def _level(n: int):
+    for cells, msgs in _LEVELS:
+        if n <= cells:
+            return cells, msgs
+    return _LEVELS[-1]
 
 
 @jax.jit
@@ -409,13 +409,11 @@ def _final_prep(d, valid, nv):
     return _final_words(jnp.transpose(hexw, (2, 1, 0)), nv)
 
 
-def _pieces(idx: np.ndarray, pad_gather: int, pad_scatter: int):
-    """Split message indices into ladder-sized pieces: ``(gather idx, scatter idx)`` pairs."""
+def _pieces(idx: np.ndarray, size: int, pad_gather: int, pad_scatter: int):
+    """Split message indices into pieces of ``size``: ``(gather idx, scatter idx)`` pairs."""
     out = []
-    big = _M_LADDER[-1]
-    for start in range(0, len(idx), big):
-        part = idx[start : start + big]
-        size = _ladder(len(part), _M_LADDER)
+    for start in range(0, len(idx), size):
+        part = idx[start : start + size]
         g = np.full(size, pad_gather, np.int32)
         s = np.full(size, pad_scatter, np.int32)
         g[: len(part)] = part
@@ -427,7 +425,7 @@ def _pieces(idx: np.ndarray, pad_gather: int, pad_scatter: int):
 def _hash_chunk(adj: np.ndarray, ops: np.ndarray, nv: np.ndarray) -> np.ndarray:
     """Host fast path on one chunk of (distinct) cells; returns ``uint32[n, 4]`` digests."""
     n_real = adj.shape[0]
-    n = _ladder(n_real, _N_LADDER)
+    n, msize = _level(n_real)
     if n > n_real:  # pad with inactive cells (num_vertices 0: no messages)
         adj = np.concatenate([adj, np.zeros((n - n_real, _V, _V), np.uint8)])
         ops = np.concatenate([ops, np.full((n - n_real, _V), C.PAD_LABEL, np.int8)])
@@ -457,7 +455,7 @@ def _hash_chunk(adj: np.ndarray, ops: np.ndarray, nv: np.ndarray) -> np.ndarray:
             plan = []
             for k in range(1, 5):
                 sel = np.flatnonzero(active & (kblk == k)).astype(np.int32)
-                for g, s in _pieces(sel, 0, scratch):
+                for g, s in _pieces(sel, msize, 0, scratch):
                     plan.append((k, jnp.asarray(g), jnp.asarray(s), jnp.asarray(a_all[g]), jnp.asarray(b_all[g])))
             plan_cache = {key: plan}
         hexw, cols = _prep_round(d, adj_j, valid_j)
@@ -474,10 +472,9 @@ def _hash_chunk(adj: np.ndarray, ops: np.ndarray, nv: np.ndarray) -> np.ndarray:
         if not len(sel):
             continue
         kf = int(FINAL_BLOCKS[v])
-        big = _M_LADDER[-1]
-        for start in range(0, len(sel), big):
-            part = sel[start : start + big]
-            g = np.zeros(_ladder(len(part), _M_LADDER), np.int32)
+        for start in range(0, len(sel), msize):
+            part = sel[start : start + msize]
+            g = np.zeros(msize, np.int32)
             g[: len(part)] = part
             res = np.asarray(_md5_cols(_take_cols(words, jnp.asarray(g), kf))).T
             out[part] = res[: len(part)]
@@ -501,7 +498,7 @@ def labelled_codes(adj: np.ndarray, ops: np.ndarray, nv: np.ndarray) -> np.ndarr
     return (nv.astype(np.uint32) << np.uint32(29)) | (a << np.uint32(8)) | o
 
 
-_CHUNK_CELLS = _N_LADDER[-1]
+_CHUNK_CELLS = _LEVELS[-1][0]
 
 
 def _fingerprint_host(adj, ops, nv, progress: bool = False) -> np.ndarray:
