@@ -201,9 +201,36 @@ def random_cells(key, n: int) -> Cells:
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ConfigError(f"n must be a non-negative int, got {n!r}")
-    n = int(n)
-    init = _draw_random(key, n)  # replaced below; any shape-correct start works
-    return _rejection_loop(key, init, lambda k: _draw_random(k, n))
+    return _jitted()["random"](key, int(n))
+
+
+def _random_impl(key, n: int) -> Cells:
+    k_init, k_loop = _split(key)
+    init = _draw_random(k_init, n)
+    return _rejection_loop(k_loop, init, lambda k: _draw_random(k, n))
+
+
+def _mutate_impl(key, parent: Cells, mutation_rate) -> Cells:
+    return _rejection_loop(key, parent, lambda k: _mutate_proposal(k, parent, mutation_rate))
+
+
+def _split(key):
+    import jax  # noqa: PLC0415
+
+    return jax.random.split(key)
+
+
+_JITTED: dict = {}
+
+
+def _jitted() -> dict:
+    """The jit-compiled sampler and mutator (built on first use; compiled once per shape)."""
+    if not _JITTED:
+        import jax  # noqa: PLC0415
+
+        _JITTED["random"] = jax.jit(_random_impl, static_argnums=1)
+        _JITTED["mutate"] = jax.jit(_mutate_impl)
+    return _JITTED
 
 
 def _mutate_proposal(key, cells: Cells, mutation_rate) -> Cells:
@@ -271,7 +298,7 @@ def mutate(key, cells: Cells, mutation_rate=1.0) -> Cells:
         jnp.asarray(cells.operations).astype(jnp.int8),
         jnp.asarray(cells.num_vertices).astype(jnp.int32),
     )
-    return _rejection_loop(key, parent, lambda k: _mutate_proposal(k, parent, mutation_rate))
+    return _jitted()["mutate"](key, parent, jnp.asarray(mutation_rate, jnp.float32))
 
 
 # ---------------------------------------------------------------------------------------
