@@ -26,7 +26,7 @@ OVERRIDES = ["--config.image_size=8", "--config.train_size=512", "--config.eval_
 
 def command(workdir):
     return [sys.executable, "-m", "nasbench_jax.cli", "train", "--config", "cpu_tiny", "--matrix", MATRIX,
-            "--ops", OPS, "--workdir", str(workdir), "--dataset", "synthetic", "--no-progress", *OVERRIDES]
+            "--ops", OPS, "--workdir", str(workdir), "--dataset", "synthetic", "--no-progress", "--no-metrics", *OVERRIDES]
 
 
 def environment(cache):

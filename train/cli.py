@@ -95,6 +95,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", required=True, help="checkpoints, metrics and results.json (resumed if present)")
     parser.add_argument("--dataset", default=None, help="cifar10 | synthetic | path to cifar-10-python.tar.gz")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-metrics", action="store_true",
+                        help="do not write TensorBoard metrics (avoids importing TensorFlow)")
     parser.epilog = "Override any config field with --config.FIELD=VALUE, e.g. --config.train_epochs=12."
     original = parser.parse_known_args
 
@@ -145,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
 
     from train.train import train_and_evaluate
 
-    record = train_and_evaluate(spec, config, args.workdir, show_progress=not args.no_progress)
+    record = train_and_evaluate(spec, config, args.workdir, show_progress=not args.no_progress,
+                                write_metrics=not args.no_metrics)
     json.dump(record.to_dict(), sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

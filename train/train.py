@@ -558,9 +558,13 @@ def train_and_evaluate(
     writer = None
     prefix = "synthetic/" if dataset.synthetic else ""
     if write_metrics:
-        from clu import metric_writers
-
-        writer = metric_writers.create_default_writer(workdir, just_logging=pid > 0, asynchronous=False)
+        try:
+            from clu import metric_writers  # TensorBoard writer: needs tensorflow + tensorboard
+        except ImportError as e:
+            log.warning("metrics not written to TensorBoard (%s); pip install 'nasbench-jax[tfds]'", e)
+        else:
+            writer = metric_writers.create_default_writer(workdir, just_logging=pid > 0, asynchronous=False)
+    if writer is not None:
         if start_step == 0:
             writer.write_hparams({"dataset": dataset.name, "synthetic": dataset.synthetic, "seed": seed,
                                   "train_epochs": epochs, "batch_size": batch, "num_devices": num_devices})
