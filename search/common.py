@@ -59,9 +59,16 @@ __all__ = [
     "bits_to_cells",
     "cells_to_bits",
     "random_raw_cells",
+    "random_configs",
+    "config_to_cells",
+    "config_valid",
+    "first_valid_config",
+    "pack_edges",
+    "unpack_edges",
     "raw_valid",
     "first_valid",
     "neighbours",
+    "neighbour_configs",
     "evaluate",
     "run_search",
 ]
@@ -212,6 +219,42 @@ def random_raw_cells(key: jax.Array, shape: tuple = ()) -> tuple[jax.Array, jax.
     return bits_to_cells(bits, ops)
 
 
+_ROW_START = (0, 6, 11, 15, 18, 20)  # first edge variable of rows 0..5 (row-major triu order)
+_CONFIG_MASK = (1 << NUM_EDGE_VARS) - 1
+
+
+def pack_edges(adjacency: jax.Array) -> jax.Array:
+    """Raw adjacency ``[..., 7, 7]`` -> the 21 edge variables as bits of a ``uint32[...]``
+    (bit ``k`` = edge variable ``k``, row-major upper-triangle order)."""
+    slots = jnp.asarray(adjacency)[..., TRIU_ROWS, TRIU_COLS].astype(jnp.uint32)
+    return jnp.sum(slots << jnp.arange(NUM_EDGE_VARS, dtype=jnp.uint32), axis=-1, dtype=jnp.uint32)
+
+
+def unpack_edges(bits: jax.Array) -> jax.Array:
+    """Inverse of :func:`pack_edges`: ``int32[..., 21]`` 0/1."""
+    bits = jnp.asarray(bits).astype(jnp.uint32)
+    return ((bits[..., None] >> jnp.arange(NUM_EDGE_VARS, dtype=jnp.uint32)) & 1).astype(jnp.int32)
+
+
+def _row_mask(bits, r):
+    """Successors of vertex ``r`` as a vertex bitmask (bit ``j`` = vertex ``j``)."""
+    width = C.MAX_VERTICES - 1 - r
+    return ((bits >> _ROW_START[r]) & jnp.uint32((1 << width) - 1)) << jnp.uint32(r + 1)
+
+
+def config_valid(bits: jax.Array) -> jax.Array:
+    """:func:`raw_valid` on packed edge variables (``uint32[...]``, see :func:`pack_edges`):
+    bitwise reachability in topological order, so it costs a few integer ops per cell."""
+    bits = jnp.asarray(bits).astype(jnp.uint32)
+    edges = jax.lax.population_count(bits)
+    reach = _row_mask(bits, 0)
+    for r in range(1, C.MAX_VERTICES - 1):
+        has = (reach >> jnp.uint32(r)) & jnp.uint32(1)
+        reach = reach | jnp.where(has > 0, _row_mask(bits, r), jnp.uint32(0))
+    out = (reach >> jnp.uint32(C.MAX_VERTICES - 1)) & jnp.uint32(1)
+    return (edges <= C.MAX_EDGES) & (out > 0)
+
+
 def raw_valid(adjacency: jax.Array) -> jax.Array:
     """Validity of raw 7-vertex configurations as the benchmark scripts judge it.
 
@@ -225,12 +268,32 @@ def raw_valid(adjacency: jax.Array) -> jax.Array:
     Returns:
       ``bool[...]``.
     """
-    a = jnp.asarray(adjacency).astype(jnp.int32)
-    edges = a.sum(axis=(-1, -2))
-    reach = a[..., 0, :] > 0  # vertices reachable from the input in one step
-    for _ in range(C.MAX_VERTICES - 2):  # longest path has 6 edges
-        reach = reach | (jnp.einsum("...i,...ij->...j", reach.astype(jnp.int32), a) > 0)
-    return (edges <= C.MAX_EDGES) & reach[..., C.MAX_VERTICES - 1]
+    return config_valid(pack_edges(adjacency))
+
+
+def random_configs(key: jax.Array, shape: tuple = ()) -> tuple[jax.Array, jax.Array]:
+    """Uniform configurations as ``(packed edges uint32[*shape], ops int32[*shape, 5])``.
+
+    Two random 32-bit words per configuration: the low 21 bits of the first are the edge
+    variables (exactly uniform); the second modulo 243 gives the 5 base-3 op digits (uniform
+    up to a relative bias of 2^32 mod 243 / 2^32 < 1e-7).
+    """
+    words = jax.random.bits(key, shape + (2,), jnp.uint32)
+    bits = words[..., 0] & jnp.uint32(_CONFIG_MASK)
+    code = (words[..., 1] % jnp.uint32(243)).astype(jnp.int32)
+    digits = (code[..., None] // jnp.asarray([81, 27, 9, 3, 1], jnp.int32)) % C.NUM_OPS
+    return bits, digits
+
+
+def config_to_cells(bits: jax.Array, ops: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Packed configurations to raw cells (``uint8[..., 7, 7]``, ``int8[..., 7]``)."""
+    return bits_to_cells(unpack_edges(bits), ops)
+
+
+def first_valid_config(bits: jax.Array, ops: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The first valid of ``K`` packed configurations (``[K]``, ``[K, 5]``); the first if none."""
+    k = jnp.argmax(config_valid(bits))
+    return bits[k], ops[k]
 
 
 def first_valid(adjacency: jax.Array, operations: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -243,43 +306,41 @@ def first_valid(adjacency: jax.Array, operations: jax.Array) -> tuple[jax.Array,
     return adjacency[k], operations[k]
 
 
-def neighbours(adjacency: jax.Array, operations: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """All ``31`` cells at edit distance 1 of one raw cell (§8.3): 21 edge flips (in edge
-    variable order), then for interior vertex ``1..5`` its two other ops (ascending).
-
-    Args:
-      adjacency: ``uint8[7, 7]``; operations: ``int8[7]``.
-
-    Returns:
-      ``(uint8[31, 7, 7], int8[31, 7])``.
-    """
-    bits, ops = cells_to_bits(adjacency, operations)
-    flips = jnp.abs(bits[None, :] - jnp.eye(NUM_EDGE_VARS, dtype=jnp.int32))  # [21, 21]
-    flip_ops = jnp.broadcast_to(ops, (NUM_EDGE_VARS, NUM_OP_VARS))
+def neighbour_configs(bits: jax.Array, ops: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The 31 configurations at edit distance 1 of one packed configuration (``uint32``,
+    ``int[5]``): 21 edge flips (variable order), then for interior vertex 1..5 its two other
+    ops (ascending shift). Returns ``(uint32[31], int32[31, 5])``."""
+    bits = jnp.asarray(bits).astype(jnp.uint32)
+    ops = jnp.asarray(ops).astype(jnp.int32)
+    flips = bits ^ (jnp.uint32(1) << jnp.arange(NUM_EDGE_VARS, dtype=jnp.uint32))
     var = jnp.repeat(jnp.arange(NUM_OP_VARS), C.NUM_OPS - 1)  # [10]
     delta = jnp.tile(jnp.arange(1, C.NUM_OPS), NUM_OP_VARS)  # 1, 2, 1, 2, ...
-    new_op = (ops[var] + delta) % C.NUM_OPS
     op_ops = jnp.broadcast_to(ops, (var.shape[0], NUM_OP_VARS))
-    op_ops = op_ops.at[jnp.arange(var.shape[0]), var].set(new_op)
-    op_bits = jnp.broadcast_to(bits, (var.shape[0], NUM_EDGE_VARS))
-    all_bits = jnp.concatenate([flips, op_bits], axis=0)
-    all_ops = jnp.concatenate([flip_ops, op_ops], axis=0)
-    return bits_to_cells(all_bits, all_ops)
+    op_ops = op_ops.at[jnp.arange(var.shape[0]), var].set((ops[var] + delta) % C.NUM_OPS)
+    all_bits = jnp.concatenate([flips, jnp.broadcast_to(bits, (var.shape[0],))])
+    all_ops = jnp.concatenate([jnp.broadcast_to(ops, (NUM_EDGE_VARS, NUM_OP_VARS)), op_ops])
+    return all_bits, all_ops
+
+
+def neighbours(adjacency: jax.Array, operations: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """All ``31`` cells at edit distance 1 of one raw cell (§8.3), as raw cells
+    ``(uint8[31, 7, 7], int8[31, 7])`` in :func:`neighbour_configs` order."""
+    ops = jnp.asarray(operations)[1 : C.MAX_VERTICES - 1]
+    return config_to_cells(*neighbour_configs(pack_edges(adjacency), ops))
 
 
 # --------------------------------------------------------------------------- evaluation
 
 
-def _query_cells(table, cells: Cells, key, *, epochs: int, stop_halfway: bool = False):
-    """Batched query through the table's protocol (``api.query_cells`` for an
-    ``api.QueryTable``; any pytree with a ``query_cells`` method works the same, which is how
-    tests use small fakes)."""
-    method = getattr(table, "query_cells", None)
+def _lookup_cells(table, cells: Cells) -> jax.Array:
+    """Store rows of raw cells (``-1`` if invalid or absent), batched, no randomness: the
+    table's ``lookup_cells`` method if it has one (test fakes), else ``api.lookup_cells``."""
+    method = getattr(table, "lookup_cells", None)
     if method is not None:
-        return method(cells, key, epochs=epochs, stop_halfway=stop_halfway)
+        return method(cells)
     from nasbench_jax import api
 
-    return api.query_cells(table, cells, key, epochs=epochs, stop_halfway=stop_halfway)
+    return api.lookup_cells(table, cells)
 
 
 def _query_index(table, index, key, *, epochs: int, stop_halfway: bool = False):
@@ -292,15 +353,18 @@ def _query_index(table, index, key, *, epochs: int, stop_halfway: bool = False):
 
 
 def evaluate(
-    table, adjacency: jax.Array, operations: jax.Array, key: jax.Array, budget_index=None,
+    table, adjacency: jax.Array, operations: jax.Array, keys: jax.Array, budget_index=None,
     *, stop_halfway: bool = False,
 ) -> EvalResult:
-    """Evaluate a batch of raw proposals with §8.4's accounting (one query per cell).
+    """Evaluate one raw proposal per seed with §8.4's accounting.
+
+    The store lookup (prune, canonical code, ``searchsorted``) runs batched over all seeds; the
+    repeat draw uses each seed's own key, so a seed's results do not depend on the others.
 
     Args:
       table: the query table (``api.QueryTable``).
       adjacency: ``uint8[S, 7, 7]`` raw cells; operations: ``int8[S, 7]``.
-      key: PRNG key for the repeat draws.
+      keys: ``[S]`` PRNG keys for the repeat draws.
       budget_index: ``None`` (108 epochs) or an int32 scalar index into ``(4, 12, 36, 108)``
         (the same for the whole batch; a ``lax.switch`` picks the query).
       stop_halfway: query the halfway metrics (cost = halfway training time).
@@ -310,31 +374,32 @@ def evaluate(
     """
     s = adjacency.shape[0]
     cells = Cells(adjacency, operations, jnp.full((s,), C.MAX_VERTICES, jnp.int32))
-    ok = raw_valid(adjacency)
-    k_q, k_m = jax.random.split(key)
-    r108 = None
-    if budget_index is None:
-        r = _query_cells(table, cells, k_q, epochs=108, stop_halfway=stop_halfway)
-        r108 = r
-        if stop_halfway:
-            r108 = _query_index(table, jnp.maximum(r.index, 0), k_m, epochs=108)
-    else:
-        branches = [
-            (lambda e: lambda c, k: _query_cells(table, c, k, epochs=e, stop_halfway=stop_halfway))(e)
-            for e in _BUDGETS
-        ]
-        r = jax.lax.switch(budget_index, branches, cells, k_q)
-        r108 = _query_index(table, jnp.maximum(r.index, 0), k_m, epochs=108)
-    valid = ok & r.found & (r.index >= 0)
-    zero = jnp.zeros((s,), jnp.float32)
-    return EvalResult(
-        valid=valid,
-        index=jnp.where(valid, r.index, -1).astype(jnp.int32),
-        valid_acc=jnp.where(valid, r.validation_accuracy, zero).astype(jnp.float32),
-        time_s=jnp.where(valid, r.training_time, zero).astype(jnp.float32),
-        mean_test_acc=jnp.where(valid, r108.mean_test_accuracy, zero).astype(jnp.float32),
-        mean_valid_acc=jnp.where(valid, r108.mean_validation_accuracy, zero).astype(jnp.float32),
-    )
+    index = jnp.where(raw_valid(adjacency), _lookup_cells(table, cells), -1).astype(jnp.int32)
+
+    def one(i, key):
+        k_q, k_m = jax.random.split(key)
+        if budget_index is None:
+            r = _query_index(table, i[None], k_q, epochs=108, stop_halfway=stop_halfway)
+            r108 = _query_index(table, i[None], k_m, epochs=108) if stop_halfway else r
+        else:
+            branches = [
+                (lambda e: lambda j, k: _query_index(table, j, k, epochs=e, stop_halfway=stop_halfway))(e)
+                for e in _BUDGETS
+            ]
+            r = jax.lax.switch(budget_index, branches, i[None], k_q)
+            r108 = _query_index(table, i[None], k_m, epochs=108)
+        valid = r.found & (r.index >= 0)
+        zero = jnp.float32(0.0)
+        return EvalResult(
+            valid=valid[0],
+            index=jnp.where(valid, r.index, -1).astype(jnp.int32)[0],
+            valid_acc=jnp.where(valid, r.validation_accuracy, zero).astype(jnp.float32)[0],
+            time_s=jnp.where(valid, r.training_time, zero).astype(jnp.float32)[0],
+            mean_test_acc=jnp.where(valid, r108.mean_test_accuracy, zero).astype(jnp.float32)[0],
+            mean_valid_acc=jnp.where(valid, r108.mean_validation_accuracy, zero).astype(jnp.float32)[0],
+        )
+
+    return jax.vmap(one)(index, keys)
 
 
 # --------------------------------------------------------------------------- driver
@@ -404,12 +469,7 @@ def run_search(
         keys_next, k_eval = jax.vmap(lambda k: jax.random.split(k, 2), out_axes=1)(c.key)
         states, (adj, ops) = jax.vmap(algorithm.propose, in_axes=(0, None, None))(c.states, i, config)
         b_idx = None if algorithm.budget_index is None else algorithm.budget_index(i)
-        res = jax.vmap(
-            lambda a, o, k: jax.tree.map(
-                lambda x: x[0],
-                evaluate(table, a[None], o[None], k, b_idx, stop_halfway=stop_halfway),
-            )
-        )(adj, ops, k_eval)
+        res = evaluate(table, adj, ops, k_eval, b_idx, stop_halfway=stop_halfway)
         states = jax.vmap(algorithm.update, in_axes=(0, None, 0, 0, None))(
             states, i, (adj, ops), res, config)
         valid = res.valid & active

@@ -27,7 +27,7 @@ from nasbench_jax import constants as C
 from nasbench_jax.errors import ConfigError
 from search import common
 
-__all__ = ["EvolutionConfig", "NOTEBOOK_CONFIG", "ALGORITHM", "mutate", "regularized_evolution"]
+__all__ = ["EvolutionConfig", "NOTEBOOK_CONFIG", "ALGORITHM", "mutate", "mutate_config", "regularized_evolution"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,47 +56,55 @@ NOTEBOOK_CONFIG = EvolutionConfig(population_size=50, tournament_size=10,
                                   tournament_with_replacement=False)
 
 
-def mutate(key, adjacency, operations):
-    """The paper's mutation of one raw cell (``uint8[7,7]``, ``int8[7]``): one of the 26
-    variables chosen uniformly; an edge is flipped, an op replaced by a different op."""
+def mutate_config(key, bits, ops):
+    """The paper's mutation of one packed configuration (``uint32`` edges, ``int[5]`` ops):
+    one of the 26 variables chosen uniformly; an edge is flipped, an op replaced by one of the
+    two other ops uniformly."""
     k_var, k_op = jax.random.split(key)
     var = jax.random.randint(k_var, (), 0, common.NUM_EDGE_VARS + common.NUM_OP_VARS)
-    bits, ops = common.cells_to_bits(adjacency, operations)
     is_edge = var < common.NUM_EDGE_VARS
-    flip = (jnp.arange(common.NUM_EDGE_VARS) == var) & is_edge
-    bits = jnp.where(flip, 1 - bits, bits)
+    flip = jnp.left_shift(jnp.uint32(1), jnp.clip(var, 0, common.NUM_EDGE_VARS - 1).astype(jnp.uint32))
+    bits = jnp.where(is_edge, bits ^ flip, bits)
     shift = jax.random.randint(k_op, (), 1, C.NUM_OPS)  # 1 or 2: one of the other ops
     which = (jnp.arange(common.NUM_OP_VARS) == var - common.NUM_EDGE_VARS) & ~is_edge
     ops = jnp.where(which, (ops + shift) % C.NUM_OPS, ops)
-    return common.bits_to_cells(bits, ops)
+    return bits, ops
+
+
+def mutate(key, adjacency, operations):
+    """:func:`mutate_config` on one raw cell (``uint8[7,7]``, ``int8[7]``) -> raw cell."""
+    bits = common.pack_edges(adjacency)
+    ops = jnp.asarray(operations)[1 : C.MAX_VERTICES - 1].astype(jnp.int32)
+    return common.config_to_cells(*mutate_config(key, bits, ops))
 
 
 def _init(key, config: EvolutionConfig):
     p = config.population_size
-    return dict(key=key, adj=jnp.zeros((p, 7, 7), jnp.uint8), ops=jnp.zeros((p, 7), jnp.int8),
-                acc=jnp.zeros((p,), jnp.float32))
+    return dict(key=key, bits=jnp.zeros((p,), jnp.uint32), ops=jnp.zeros((p, common.NUM_OP_VARS), jnp.int32),
+                acc=jnp.zeros((p,), jnp.float32), child_bits=jnp.uint32(0),
+                child_ops=jnp.zeros((common.NUM_OP_VARS,), jnp.int32))
 
 
 def _propose(state, step, config: EvolutionConfig):
     p, t = config.population_size, config.tournament_size
     key, k_rand, k_tour, k_mut = jax.random.split(state["key"], 4)
-    rand_adj, rand_ops = common.random_raw_cells(k_rand)
+    rand_bits, rand_ops = common.random_configs(k_rand)
     if config.tournament_with_replacement:
         members = jax.random.randint(k_tour, (t,), 0, p)
     else:
         members = jax.random.permutation(k_tour, p)[:t]
     parent = members[jnp.argmax(state["acc"][members])]
-    child_adj, child_ops = mutate(k_mut, state["adj"][parent], state["ops"][parent])
+    mut_bits, mut_ops = mutate_config(k_mut, state["bits"][parent], state["ops"][parent])
     filling = step < p
-    adj = jnp.where(filling, rand_adj, child_adj)
-    ops = jnp.where(filling, rand_ops, child_ops)
-    return dict(state, key=key), (adj, ops)
+    bits = jnp.where(filling, rand_bits, mut_bits)
+    ops = jnp.where(filling, rand_ops, mut_ops)
+    return dict(state, key=key, child_bits=bits, child_ops=ops), common.config_to_cells(bits, ops)
 
 
 def _update(state, step, cell, result, config: EvolutionConfig):
     slot = step % config.population_size
-    adj, ops = cell
-    return dict(state, adj=state["adj"].at[slot].set(adj), ops=state["ops"].at[slot].set(ops),
+    return dict(state, bits=state["bits"].at[slot].set(state["child_bits"]),
+                ops=state["ops"].at[slot].set(state["child_ops"]),
                 acc=state["acc"].at[slot].set(result.valid_acc))
 
 

@@ -35,24 +35,27 @@ class LocalSearchConfig:
 
 
 def _init(key, config):
-    return dict(key=key, adj=jnp.zeros((7, 7), jnp.uint8), ops=jnp.zeros((7,), jnp.int8),
+    return dict(key=key, bits=jnp.uint32(0), ops=jnp.zeros((common.NUM_OP_VARS,), jnp.int32),
                 acc=jnp.float32(0.0), order=jnp.arange(common.NUM_NEIGHBOURS, dtype=jnp.int32),
-                pos=jnp.int32(0), restart=jnp.bool_(True), proposed_restart=jnp.bool_(True))
+                pos=jnp.int32(0), restart=jnp.bool_(True), proposed_restart=jnp.bool_(True),
+                prop_bits=jnp.uint32(0), prop_ops=jnp.zeros((common.NUM_OP_VARS,), jnp.int32))
 
 
 def _propose(state, step, config: LocalSearchConfig):
     key, k_rand = jax.random.split(state["key"])
-    r_adj, r_ops = common.first_valid(*common.random_raw_cells(k_rand, (config.candidates_per_step,)))
-    nb_adj, nb_ops = common.neighbours(state["adj"], state["ops"])
-    ok = common.raw_valid(nb_adj)[state["order"]]
+    r_bits, r_ops = common.first_valid_config(*common.random_configs(k_rand, (config.candidates_per_step,)))
+    nb_bits, nb_ops = common.neighbour_configs(state["bits"], state["ops"])
+    ok = common.config_valid(nb_bits)[state["order"]]
     untried = jnp.arange(common.NUM_NEIGHBOURS) >= state["pos"]
     cand = ok & untried
     j = jnp.argmax(cand)
     restart = state["restart"] | ~cand.any()
     pick = state["order"][j]
-    adj = jnp.where(restart, r_adj, nb_adj[pick])
+    bits = jnp.where(restart, r_bits, nb_bits[pick])
     ops = jnp.where(restart, r_ops, nb_ops[pick])
-    return dict(state, key=key, pos=jnp.where(restart, 0, j + 1), proposed_restart=restart), (adj, ops)
+    new = dict(state, key=key, pos=jnp.where(restart, 0, j + 1), proposed_restart=restart,
+               prop_bits=bits, prop_ops=ops)
+    return new, common.config_to_cells(bits, ops)
 
 
 def _update(state, step, cell, result, config):
@@ -60,10 +63,10 @@ def _update(state, step, cell, result, config):
     restart = state["proposed_restart"]
     move = restart | (result.valid & (result.valid_acc > state["acc"]))
     new_order = jax.random.permutation(k_perm, common.NUM_NEIGHBOURS).astype(jnp.int32)
-    adj, ops = cell
     return dict(
         state, key=key,
-        adj=jnp.where(move, adj, state["adj"]), ops=jnp.where(move, ops, state["ops"]),
+        bits=jnp.where(move, state["prop_bits"], state["bits"]),
+        ops=jnp.where(move, state["prop_ops"], state["ops"]),
         acc=jnp.where(move, result.valid_acc, state["acc"]),
         order=jnp.where(move, new_order, state["order"]), pos=jnp.where(move, 0, state["pos"]),
         # a restart cell missing from a partial store is replaced at once

@@ -41,8 +41,8 @@ def _init(key, config):
 
 def _propose(key, step, config: RandomSearchConfig):
     key, sub = jax.random.split(key)
-    adj, ops = common.random_raw_cells(sub, (config.candidates_per_step,))
-    return key, common.first_valid(adj, ops)
+    bits, ops = common.first_valid_config(*common.random_configs(sub, (config.candidates_per_step,)))
+    return key, common.config_to_cells(bits, ops)
 
 
 def _update(state, step, cell, result, config):

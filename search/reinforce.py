@@ -59,8 +59,9 @@ def _propose(state, step, config: ReinforceConfig):
     k = config.candidates_per_step
     bits = jax.random.categorical(k_e, state["edge_logits"], shape=(k, common.NUM_EDGE_VARS))
     ops = jax.random.categorical(k_o, state["op_logits"], shape=(k, common.NUM_OP_VARS))
-    adj, operations = common.bits_to_cells(bits, ops)
-    return dict(state, key=key), common.first_valid(adj, operations)
+    packed = jnp.sum(bits.astype(jnp.uint32) << jnp.arange(common.NUM_EDGE_VARS, dtype=jnp.uint32),
+                     axis=-1, dtype=jnp.uint32)
+    return dict(state, key=key), common.config_to_cells(*common.first_valid_config(packed, ops))
 
 
 def _update(state, step, cell, result, config: ReinforceConfig):

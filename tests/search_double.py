@@ -126,12 +126,14 @@ class FakeTable:
                       jnp.where(found, self.valid[idx, b].mean(-1), 0.0),
                       jnp.where(found, self.test[idx, b].mean(-1), 0.0), jnp.zeros((n,), jnp.int32))
 
-    def query_cells(self, cells, key, *, epochs, stop_halfway=False):
+    def lookup_cells(self, cells):
         codes, ok = jax.vmap(canonicalize_one)(cells.adjacency, cells.operations)
         pos = jnp.clip(jnp.searchsorted(self.codes, codes), 0, self.codes.shape[0] - 1)
         found = ok & (self.codes[pos] == codes)
-        return self.query_index(jnp.where(found, pos, -1).astype(jnp.int32), key, epochs=epochs,
-                                stop_halfway=stop_halfway)
+        return jnp.where(found, pos, -1).astype(jnp.int32)
+
+    def query_cells(self, cells, key, *, epochs, stop_halfway=False):
+        return self.query_index(self.lookup_cells(cells), key, epochs=epochs, stop_halfway=stop_halfway)
 
 
 def small_space(max_vertices: int):
