@@ -15,8 +15,9 @@ inside the compiled step, gradients ``pmean``ed.
 flip, normalise) and transferred every step. The ratio ``baseline_time / ours_time`` is what
 moving the input pipeline onto the device and into the step buys (>1 = ours faster).
 
-All figures are medians over timed steps after two warm-up steps; compile time is reported
-separately and excluded. FLOPs come from XLA's cost analysis of the compiled per-device step.
+All figures are medians over timed steps after two warm-up steps, ours and baseline interleaved
+step by step (fair under load from other processes); compile time is reported separately and
+excluded. FLOPs come from XLA's cost analysis of the compiled per-device step.
 """
 
 from __future__ import annotations
@@ -52,13 +53,16 @@ INCEPTION = ModelSpec(
 H200_BF16_DENSE_TFLOPS = 989.0
 
 
-def _median_time(fn, steps: int) -> float:
-    times = []
+def _median_times(fns, steps: int) -> list[float]:
+    """Median seconds per call of each function, calls interleaved (A B A B ...) so that load
+    from other processes on a shared machine affects all of them alike."""
+    times = [[] for _ in fns]
     for _ in range(steps):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for fn, ts in zip(fns, times):
+            t = time.perf_counter()
+            jax.block_until_ready(fn())
+            ts.append(time.perf_counter() - t)
+    return [statistics.median(ts) for ts in times]
 
 
 def bench_ours(spec, config, devices, dataset, steps: int) -> dict:
@@ -97,7 +101,7 @@ def bench_ours(spec, config, devices, dataset, steps: int) -> dict:
 
     for _ in range(2):
         jax.block_until_ready(one())
-    return {"step_s": _median_time(one, steps), "compile_s": compile_s, "flops_per_step": flops}
+    return {"step": one, "compile_s": compile_s, "flops_per_step": flops}
 
 
 def _host_augment(rng: np.random.Generator, images: np.ndarray) -> np.ndarray:
@@ -144,7 +148,7 @@ def bench_baseline(spec, config, dataset, steps: int) -> dict:
 
     for _ in range(2):
         jax.block_until_ready(one())
-    return {"step_s": _median_time(one, steps)}
+    return {"step": one}
 
 
 def cpu_comparison(name, spec, config, steps) -> dict:
@@ -152,6 +156,7 @@ def cpu_comparison(name, spec, config, steps) -> dict:
                                 eval_size=config.batch_size, seed=0)
     ours = bench_ours(spec, config, jax.local_devices()[:1], dataset, steps)
     base = bench_baseline(spec, config, dataset, steps)
+    ours["step_s"], base["step_s"] = _median_times([ours["step"], base["step"]], steps)
     b = config.batch_size
     row = {
         "config": name, "batch": b, "image_size": config.image_size, "devices": 1,
@@ -184,6 +189,7 @@ def device_report(args) -> dict:
                                 eval_size=config.batch_size, seed=0)
     t = time.perf_counter()
     ours = bench_ours(INCEPTION, config, devices, dataset, args.steps)
+    (ours["step_s"],) = _median_times([ours["step"]], args.steps)
     wall = time.perf_counter() - t
     images_s = config.batch_size / ours["step_s"]
     tflops = ours["flops_per_step"] / ours["step_s"] / 1e12

@@ -461,6 +461,10 @@ def train_and_evaluate(
         dataset = input_pipeline.load_dataset(config)
     if len(dataset.train) != int(config.train_size):
         raise ConfigError(f"config.train_size={config.train_size} but the dataset has {len(dataset.train)} training images")
+    for name in ("train_eval", "validation", "test"):
+        if len(getattr(dataset, name)) < (int(config.eval_size) // int(config.batch_size)) * int(config.batch_size):
+            raise ConfigError(f"config.eval_size={config.eval_size} but the dataset's {name} split has"
+                              f" {len(getattr(dataset, name))} images")
     tag = " [SYNTHETIC DATA]" if dataset.synthetic else ""
     batch = int(config.batch_size)
     seed = int(config.seed)
@@ -476,123 +480,123 @@ def train_and_evaluate(
         manager = _checkpoint_manager(os.path.join(workdir, CHECKPOINT_DIR), config)
     except OSError as e:
         raise WorkdirError(f"cannot write workdir {workdir}: {e}") from None
-    meta = {"fingerprint": fingerprint, "train_time_s": 0.0, "total_time_s": 0.0, "evaluations": [],
-            "num_devices": num_devices, "time_limit_reached": False}
-    latest = manager.latest_step()
-    saved_meta = None
-    if latest is not None:  # refuse a different run before building anything
-        saved_meta = manager.restore(latest, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-        if saved_meta.get("fingerprint") != fingerprint:
-            manager.close()
-            raise WorkdirError(
-                f"workdir {workdir} holds a checkpoint of a different run (cell, config, dataset or device"
-                " count differ); use a fresh workdir"
+    writer = None
+    bar = None
+    try:
+        meta = {"fingerprint": fingerprint, "train_time_s": 0.0, "total_time_s": 0.0, "evaluations": [],
+                "num_devices": num_devices, "time_limit_reached": False}
+        latest = manager.latest_step()
+        saved_meta = None
+        if latest is not None:  # refuse a different run before building anything
+            saved_meta = manager.restore(latest, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            if saved_meta.get("fingerprint") != fingerprint:
+                raise WorkdirError(
+                    f"workdir {workdir} holds a checkpoint of a different run (cell, config, dataset or device"
+                    " count differ); use a fresh workdir"
+                )
+
+        # ---- model, optimiser, compiled steps -----------------------------------------------
+        key = jax.random.PRNGKey(seed)
+        init_key, aug_key = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+        tx = optim.make_optimizer(config)
+        size = dataset.image_size
+
+        @jax.jit
+        def init(k):
+            variables = network.init(k, jnp.zeros((1, size, size, 3), jnp.float32), train=False)
+            return variables, tx.init(variables["params"])
+
+        variables, opt_state = jax.device_get(init(init_key))
+        params = variables["params"]
+        host_init = {
+            "step": np.zeros((), np.int32),
+            "params": jax.tree.map(np.asarray, params),
+            "opt_state": jax.tree.map(np.asarray, opt_state),
+            "batch_stats": jax.tree.map(lambda x: np.stack([np.asarray(x)] * num_devices),
+                                        dict(variables.get("batch_stats", {}))),
+        }
+        trainable = int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
+
+        if latest is not None:
+            restored = manager.restore(latest, args=ocp.args.Composite(state=ocp.args.StandardRestore(host_init)))["state"]
+            host_state, meta = restored, saved_meta
+            log.info("resumed %s from step %d%s", workdir, latest, tag)
+        else:
+            host_state = host_init
+        state = _from_host(host_state, devices)
+        start_step = int(host_state["step"])
+        previous_total_time = float(meta["total_time_s"])
+        train_time_s = float(meta["train_time_s"])
+        evaluations = [EvaluationRecord(**e) for e in meta["evaluations"]]
+
+        p_train, p_eval = _parallel_steps(network, tx, config, total_steps, aug_key, devices)
+        images_dev, labels_dev = _replicate((dataset.train.images, dataset.train.labels), devices)
+        pid, nproc = jax.process_index(), jax.process_count()
+        local_batch = batch // nproc
+
+        def local_slice(a: np.ndarray) -> np.ndarray:
+            part = a[pid * local_batch:(pid + 1) * local_batch]
+            return part.reshape((num_devices, per_device_batch) + part.shape[1:])
+
+        def batch_args(step: int, time_s: float):
+            idx, pos = input_pipeline.batch_indices(seed, step, batch, len(dataset.train))
+            return (state, images_dev, labels_dev, local_slice(idx), local_slice(pos),
+                    np.full((num_devices,), time_s, np.float32))
+
+        compiled_train = None
+        if start_step < total_steps:  # compiled ahead of time: compilation is excluded from training_time
+            compiled_train = p_train.lower(*batch_args(start_step, train_time_s)).compile()
+
+        def evaluate(split: input_pipeline.Split) -> float:
+            correct = 0
+            for b in range(eval_batches):
+                sl = slice(b * batch, (b + 1) * batch)
+                correct += int(np.asarray(p_eval(state, local_slice(split.images[sl]), local_slice(split.labels[sl])))[0])
+            return float(np.float32(correct) / np.float32(eval_images))
+
+        def evaluate_all(epochs_done: float, steps_done: int) -> EvaluationRecord:
+            return EvaluationRecord(
+                epochs=epochs_done, training_steps=steps_done, training_time=float(np.float32(train_time_s)),
+                train_accuracy=evaluate(dataset.train_eval), validation_accuracy=evaluate(dataset.validation),
+                test_accuracy=evaluate(dataset.test),
             )
 
-    # ---- model, optimiser, compiled steps -----------------------------------------------
-    key = jax.random.PRNGKey(seed)
-    init_key, aug_key = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
-    tx = optim.make_optimizer(config)
-    size = dataset.image_size
+        prefix = "synthetic/" if dataset.synthetic else ""
+        if write_metrics:
+            try:
+                from clu import metric_writers  # TensorBoard writer: needs tensorflow + tensorboard
+            except ImportError as e:
+                log.warning("metrics not written to TensorBoard (%s); pip install 'nasbench-jax[tfds]'", e)
+            else:
+                writer = metric_writers.create_default_writer(workdir, just_logging=pid > 0, asynchronous=False)
+        if writer is not None:
+            if start_step == 0:
+                writer.write_hparams({"dataset": dataset.name, "synthetic": dataset.synthetic, "seed": seed,
+                                      "train_epochs": epochs, "batch_size": batch, "num_devices": num_devices})
 
-    @jax.jit
-    def init(k):
-        variables = network.init(k, jnp.zeros((1, size, size, 3), jnp.float32), train=False)
-        return variables, tx.init(variables["params"])
+        saved_total = {"s": previous_total_time}
 
-    variables, opt_state = jax.device_get(init(init_key))
-    params = variables["params"]
-    host_init = {
-        "step": np.zeros((), np.int32),
-        "params": jax.tree.map(np.asarray, params),
-        "opt_state": jax.tree.map(np.asarray, opt_state),
-        "batch_stats": jax.tree.map(lambda x: np.stack([np.asarray(x)] * num_devices),
-                                    dict(variables.get("batch_stats", {}))),
-    }
-    trainable = int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
+        def save(step: int) -> None:
+            if step in manager.all_steps():  # only after the time limit: more evaluations at the same step
+                manager.wait_until_finished()
+                manager.delete(step)
+            saved_total["s"] = previous_total_time + time.perf_counter() - wall_start
+            meta_now = dict(meta, train_time_s=train_time_s, evaluations=[dataclasses.asdict(e) for e in evaluations],
+                            total_time_s=saved_total["s"])
+            manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(_to_host(state)),
+                                                       meta=ocp.args.JsonSave(meta_now)), force=True)
 
-    if latest is not None:
-        restored = manager.restore(latest, args=ocp.args.Composite(state=ocp.args.StandardRestore(host_init)))["state"]
-        host_state, meta = restored, saved_meta
-        log.info("resumed %s from step %d%s", workdir, latest, tag)
-    else:
-        host_state = host_init
-    state = _from_host(host_state, devices)
-    start_step = int(host_state["step"])
-    previous_total_time = float(meta["total_time_s"])
-    train_time_s = float(meta["train_time_s"])
-    evaluations = [EvaluationRecord(**e) for e in meta["evaluations"]]
+        # Evaluation schedule: index 0 after the init step, then each fraction (§6.4).
+        planned = [(1, 0.0, 0)] + [(s, f * epochs, s) for s, f in eval_points]  # (target step, epochs, steps)
+        limit = float(config.get("train_seconds", -1) or -1)
+        time_limit_reached = bool(meta.get("time_limit_reached", False))
 
-    p_train, p_eval = _parallel_steps(network, tx, config, total_steps, aug_key, devices)
-    images_dev, labels_dev = _replicate((dataset.train.images, dataset.train.labels), devices)
-    pid, nproc = jax.process_index(), jax.process_count()
-    local_batch = batch // nproc
+        from tqdm.auto import tqdm
 
-    def local_slice(a: np.ndarray) -> np.ndarray:
-        part = a[pid * local_batch:(pid + 1) * local_batch]
-        return part.reshape((num_devices, per_device_batch) + part.shape[1:])
-
-    def batch_args(step: int, time_s: float):
-        idx, pos = input_pipeline.batch_indices(seed, step, batch, len(dataset.train))
-        return (state, images_dev, labels_dev, local_slice(idx), local_slice(pos),
-                np.full((num_devices,), time_s, np.float32))
-
-    compiled_train = None
-    if start_step < total_steps:  # compiled ahead of time: compilation is excluded from training_time
-        compiled_train = p_train.lower(*batch_args(start_step, train_time_s)).compile()
-
-    def evaluate(split: input_pipeline.Split) -> float:
-        correct = 0
-        for b in range(eval_batches):
-            sl = slice(b * batch, (b + 1) * batch)
-            correct += int(np.asarray(p_eval(state, local_slice(split.images[sl]), local_slice(split.labels[sl])))[0])
-        return float(np.float32(correct) / np.float32(eval_images))
-
-    def evaluate_all(epochs_done: float, steps_done: int) -> EvaluationRecord:
-        return EvaluationRecord(
-            epochs=epochs_done, training_steps=steps_done, training_time=float(np.float32(train_time_s)),
-            train_accuracy=evaluate(dataset.train_eval), validation_accuracy=evaluate(dataset.validation),
-            test_accuracy=evaluate(dataset.test),
-        )
-
-    writer = None
-    prefix = "synthetic/" if dataset.synthetic else ""
-    if write_metrics:
-        try:
-            from clu import metric_writers  # TensorBoard writer: needs tensorflow + tensorboard
-        except ImportError as e:
-            log.warning("metrics not written to TensorBoard (%s); pip install 'nasbench-jax[tfds]'", e)
-        else:
-            writer = metric_writers.create_default_writer(workdir, just_logging=pid > 0, asynchronous=False)
-    if writer is not None:
-        if start_step == 0:
-            writer.write_hparams({"dataset": dataset.name, "synthetic": dataset.synthetic, "seed": seed,
-                                  "train_epochs": epochs, "batch_size": batch, "num_devices": num_devices})
-
-    saved_total = {"s": previous_total_time}
-
-    def save(step: int) -> None:
-        if step in manager.all_steps():  # only after the time limit: more evaluations at the same step
-            manager.wait_until_finished()
-            manager.delete(step)
-        saved_total["s"] = previous_total_time + time.perf_counter() - wall_start
-        meta_now = dict(meta, train_time_s=train_time_s, evaluations=[dataclasses.asdict(e) for e in evaluations],
-                        total_time_s=saved_total["s"])
-        manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(_to_host(state)),
-                                                   meta=ocp.args.JsonSave(meta_now)), force=True)
-
-    # Evaluation schedule: index 0 after the init step, then each fraction (§6.4).
-    planned = [(1, 0.0, 0)] + [(s, f * epochs, s) for s, f in eval_points]  # (target step, epochs, steps)
-    limit = float(config.get("train_seconds", -1) or -1)
-    time_limit_reached = bool(meta.get("time_limit_reached", False))
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total_steps, initial=start_step, disable=not show_progress, unit="step",
-               desc=f"train {spec.hash_spec()[:8]}{tag}")
-    step = start_step
-    metrics = None
-    try:
+        bar = tqdm(total=total_steps, initial=start_step, disable=not show_progress, unit="step",
+                   desc=f"train {spec.hash_spec()[:8]}{tag}")
+        step = start_step
+        metrics = None
         for index, (target, epochs_at, steps_at) in enumerate(planned):
             if index < len(evaluations):
                 continue  # evaluated before a restart
@@ -625,7 +629,8 @@ def train_and_evaluate(
             save(step)
         manager.wait_until_finished()
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         if writer is not None:
             writer.flush()
             writer.close()
