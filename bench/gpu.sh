@@ -24,9 +24,13 @@ if [[ "${1:-}" == "--smoke" ]]; then
   exec "$PY" bench/bench_train.py --device-report --smoke --steps 3 --batch 64 --dtype float32 \
        --peak-tflops "$PEAK_TFLOPS"
 fi
+# Needs a CUDA build of jax on the GPU machine: pip install -U "jax[cuda12]"
 "$PY" - <<'EOF'
+import sys
 import jax
 print("jax", jax.__version__, "devices:", jax.devices())
+if jax.default_backend() != "gpu":
+    sys.exit("bench/gpu.sh: no GPU visible to jax (install jax[cuda12]); use --smoke for a CPU dry run")
 EOF
 exec "$PY" bench/bench_train.py --device-report --steps "$STEPS" --batch "$BATCH" --dtype "$DTYPE" \
      --peak-tflops "$PEAK_TFLOPS"
