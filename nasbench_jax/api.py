@@ -10,7 +10,7 @@ Drop-in use (change one import)::
 
 Batched, inside ``jax.jit`` / ``vmap`` / ``lax.while_loop``::
 
-    table = api.QueryTable.from_store(store)           # device arrays, sorted codes
+    table = api.QueryTable.from_store(store)           # device arrays, sorted codes, labelled index
     res = api.query_cells(table, cells, key)           # raw (unpruned, maybe invalid) cells
     res = api.query_index(table, rows, key)            # store rows
     res.found, res.validation_accuracy, res.mean_test_accuracy, ...
@@ -62,6 +62,8 @@ __all__ = [
     "query_cells",
     "query_index",
     "best_mean_accuracy",
+    "lookup_cells",
+    "pruned_labelled_code",
     "example_store_path",
 ]
 
@@ -372,6 +374,13 @@ class QueryTable:
       repeat_count: ``int32[N, B]`` present repeats; repeat_order: ``int32[N, B, R]`` their
         indices first.
       trainable_parameters: ``int32[N]``.
+      lookup_base, lookup_rows: a direct-address index of every upper-triangular labelling of
+        every cell (:func:`~nasbench_jax.store.labelled_code_table`; 1,293,208 labellings for
+        the full space). A pruned cell's labelled code ``V << 29 | A << 8 | O`` is found as
+        ``lookup_rows[lookup_base[OFFSET[V] + A] + O]`` (``lookup_base`` is -1 for adjacency
+        patterns without cells; ``int32[2**1 + 2**3 + ... + 2**21]`` and ``int32[243 K]`` for
+        ``K`` patterns): two gathers, no minimum over 120 relabelings and no binary search.
+        Empty to look up canonical codes with ``graph.canonicalize`` instead.
       budgets: static tuple of the ``B`` epoch budgets.
     """
 
@@ -383,13 +392,26 @@ class QueryTable:
     repeat_count: jax.Array
     repeat_order: jax.Array
     trainable_parameters: jax.Array
+    lookup_base: jax.Array
+    lookup_rows: jax.Array
     budgets: tuple = flax.struct.field(pytree_node=False)
 
     @classmethod
-    def from_store(cls, store) -> "QueryTable":
-        """Build from a :class:`~nasbench_jax.store.Store` or a store path."""
+    def from_store(cls, store, *, labelled: bool = True) -> "QueryTable":
+        """Build from a :class:`~nasbench_jax.store.Store` or a store path.
+
+        Args:
+          store: the store.
+          labelled: build the labelled-code lookup (a few seconds of numpy and 10 MB for the
+            full space; raw-cell queries several times faster). ``False``: canonical codes.
+        """
         if not isinstance(store, _store.Store):
             store = _store.open_store(store)
+        if labelled:
+            base, lrows = _direct_index(*_store.labelled_code_table(store.adjacency, store.operations,
+                                                                     store.num_vertices))
+        else:
+            base, lrows = np.zeros(0, np.int32), np.zeros(0, np.int32)
         present = np.zeros(store.final_training_time.shape, bool)
         for m in _store.METRIC_NAMES:
             present |= ~np.isnan(getattr(store, m))
@@ -419,6 +441,8 @@ class QueryTable:
             repeat_count=jnp.asarray(count),
             repeat_order=jnp.asarray(order),
             trainable_parameters=jnp.asarray(np.clip(params, -(2**31), 2**31 - 1).astype(np.int32)),
+            lookup_base=jnp.asarray(base),
+            lookup_rows=jnp.asarray(lrows),
             budgets=tuple(int(b) for b in store.budgets),
         )
 
@@ -519,19 +543,122 @@ def lookup_cells(table: QueryTable, cells) -> jax.Array:
 
     adj, ops, nv = _check_cells(cells)
     batch = nv.shape
-    codes, valid = graph.canonicalize(
-        adj.reshape((-1, C.MAX_VERTICES, C.MAX_VERTICES)), ops.reshape((-1, C.MAX_VERTICES)), nv.reshape((-1,))
-    )
+    adj = adj.reshape((-1, C.MAX_VERTICES, C.MAX_VERTICES))
+    ops = ops.reshape((-1, C.MAX_VERTICES))
+    nv = nv.reshape((-1,))
+    if table.lookup_base.shape[0]:
+        codes, valid = pruned_labelled_code(adj, ops, nv)
+        v = (codes >> 29).astype(jnp.int32)
+        pattern = jnp.asarray(_PATTERN_OFFSET)[v] + ((codes >> 8) & jnp.uint32((1 << 21) - 1)).astype(jnp.int32)
+        base = table.lookup_base.at[pattern].get(mode="clip")
+        slot = jnp.maximum(base, 0) + (codes & jnp.uint32(0xFF)).astype(jnp.int32)
+        row = table.lookup_rows.at[slot].get(mode="clip")
+        return jnp.where(valid & (base >= 0), row, -1).astype(jnp.int32).reshape(batch)
+    codes, valid = graph.canonicalize_traced(adj, ops, nv)
     codes = codes.astype(jnp.uint32)
     n = table.codes.shape[0]
+    if n == 0:
+        return jnp.full(batch, -1, jnp.int32)
     pos = jnp.searchsorted(table.codes, codes)
     pos_c = jnp.clip(pos, 0, n - 1)
     hit = valid & (pos < n) & (table.codes[pos_c] == codes)
     return jnp.where(hit, pos_c, -1).astype(jnp.int32).reshape(batch)
 
 
+#: Start of each vertex count's adjacency patterns in ``QueryTable.lookup_base`` (a V-vertex
+#: pruned cell uses the low ``V(V-1)/2`` of the 21 adjacency bits).
+_PATTERN_OFFSET = np.zeros(C.MAX_VERTICES + 1, np.int32)
+for _v in range(2, C.MAX_VERTICES):
+    _PATTERN_OFFSET[_v + 1] = _PATTERN_OFFSET[_v] + (1 << (_v * (_v - 1) // 2))
+_PATTERN_TOTAL = int(_PATTERN_OFFSET[C.MAX_VERTICES]) + (1 << C.NUM_EDGE_SLOTS)
+
+
+def _direct_index(codes: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(lookup_base, lookup_rows)`` from labelled codes and their rows (see QueryTable)."""
+    codes = np.asarray(codes, np.uint32)
+    v = (codes >> 29).astype(np.int64)
+    pattern = _PATTERN_OFFSET[v] + ((codes >> 8) & ((1 << 21) - 1)).astype(np.int64)
+    uniq, pid = np.unique(pattern, return_inverse=True)
+    base = np.full(_PATTERN_TOTAL, -1, np.int32)
+    base[uniq] = np.arange(uniq.size, dtype=np.int32) * 243
+    lrows = np.full(uniq.size * 243, -1, np.int32)
+    lrows[pid * 243 + (codes & 0xFF).astype(np.int64)] = np.asarray(rows, np.int32)
+    return base, lrows
+
+
+# strict upper-triangular slots (x, y) and their bit in the original enumerator's order
+_UX, _UY = np.triu_indices(C.MAX_VERTICES, 1)
+
+
+def pruned_labelled_code(adjacency, operations, num_vertices):
+    """Prune raw cells and encode the result as labelled codes, in one fused bitmask pass.
+
+    Pure ``jnp`` (any leading shape ``[...]``), equivalent to ``graph.prune`` followed by
+    ``graph.in_space`` and ``graph.labelled_code_traced`` on the pruned cell, but on 7-bit
+    vertex masks: forward/backward reachability is 7 + 7 unrolled mask steps, the compaction
+    rank of a vertex is a popcount, and each of the 21 edge slots moves to its pruned slot.
+
+    Args:
+      adjacency: ``[..., 7, 7]`` raw cells (``V x V`` top-left block, output at ``V - 1``).
+      operations: ``[..., 7]`` labels; num_vertices: ``[...]``.
+
+    Returns:
+      ``(codes uint32[...], valid bool[...])``: ``V' << 29 | A << 8 | O`` of the pruned cell
+      (``reference.encode_code``), and the original ``is_valid`` verdict. Malformed cells
+      (entries other than 0/1, on or below the diagonal or outside the ``V x V`` block,
+      ``V`` outside 2..7) are not valid. ``codes`` is 0 where not valid.
+    """
+    mv = C.MAX_VERTICES
+    adj = jnp.asarray(adjacency)
+    o = jnp.asarray(operations).astype(jnp.int32)
+    nv = jnp.asarray(num_vertices).astype(jnp.int32)
+    one = jnp.uint32(1)
+    # out-neighbour mask of every vertex (bit w: edge v -> w); all work below is on [..., 7] masks
+    out = adj[..., 0].astype(jnp.uint32)
+    for w in range(1, mv):
+        out = out | (adj[..., w].astype(jnp.uint32) << w)
+    idx = jnp.arange(mv, dtype=jnp.uint32)
+    nvu = jnp.clip(nv, 0, mv).astype(jnp.uint32)
+    allowed = ((one << nvu)[..., None] - one) & ~((jnp.uint32(2) << idx) - one)  # v < w < V
+    allowed = jnp.where(idx < nvu[..., None], allowed, 0)
+    well_formed = jnp.all((out & ~allowed) == 0, axis=-1) & jnp.all(adj <= 1, axis=(-2, -1))
+    well_formed = well_formed & (nv >= 2) & (nv <= mv)
+    out = out & allowed
+    fwd = jnp.ones(nv.shape, jnp.uint32)
+    for v in range(mv):
+        fwd = fwd | jnp.where((fwd >> v) & one, out[..., v], 0)
+    last = jnp.clip(nv - 1, 0, mv - 1).astype(jnp.uint32)
+    bwd = one << last
+    for v in range(mv - 1, -1, -1):
+        bwd = bwd | jnp.where((out[..., v] & bwd) != 0, one << v, 0)
+    keep = fwd & bwd
+    connected = ((fwd >> last) & one) == one
+    rank = jax.lax.population_count(keep[..., None] & ((one << idx) - one))  # [..., 7]
+    kept = ((keep[..., None] >> idx) & one) == one
+    new_v = jax.lax.population_count(keep)
+    bits = jnp.zeros(nv.shape, jnp.uint32)
+    for x, y in zip(_UX.tolist(), _UY.tolist()):
+        e = (out[..., x] >> y) & (keep >> x) & (keep >> y) & one
+        rx, ry = rank[..., x], rank[..., y]
+        bits = bits | (e << (rx + (ry * (ry - one)) // 2))
+    interior = kept & (idx > 0) & (idx.astype(jnp.int32) < (nv - 1)[..., None])
+    ops_ok = (o[..., 0] == C.INPUT_LABEL) & (jnp.take_along_axis(o, last[..., None].astype(jnp.int32), -1)[..., 0]
+                                             == C.OUTPUT_LABEL)
+    ops_ok = ops_ok & jnp.all(~interior | ((o >= 0) & (o < C.NUM_OPS)), axis=-1)
+    weight = jnp.where(interior, jnp.uint32(3) ** jnp.clip(5 - rank.astype(jnp.int32), 0, 4).astype(jnp.uint32), 0)
+    onum = jnp.sum(weight * jnp.clip(o, 0, 2).astype(jnp.uint32), axis=-1, dtype=jnp.uint32)
+    valid = well_formed & connected & ops_ok & (jax.lax.population_count(bits) <= C.MAX_EDGES)
+    codes = (new_v << 29) | (bits << 8) | onum
+    return jnp.where(valid, codes, jnp.uint32(0)), valid
+
+
 def query_cells(table: QueryTable, cells, key, *, epochs: int = 108, stop_halfway: bool = False) -> QueryResult:
-    """Metrics of raw cells: canonicalize (prune, validity, canonical code), look up, gather.
+    """Metrics of raw cells: prune + validity (``graph``), look up, gather.
+
+    The lookup searches the pruned cell's labelled code in the table's labelled-code index
+    (every upper-triangular labelling of every stored cell), or — for a table built with
+    ``labelled=False`` — its canonical code (``graph.canonicalize``) in the sorted codes; the
+    two give the same rows.
 
     Args:
       table: a :class:`QueryTable`.

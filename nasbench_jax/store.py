@@ -68,6 +68,7 @@ __all__ = [
     "verify_store",
     "merge_stores",
     "host_canonical_codes",
+    "labelled_code_table",
     "example_store_path",
 ]
 
@@ -745,7 +746,6 @@ def merge_stores(stores: Iterable[Store], *, provenance: Any = None) -> Store:
     codes, first = np.unique(all_codes, return_index=True)
     n = codes.shape[0]
     shard_of = np.repeat(np.arange(len(stores)), [s.num_cells for s in stores])
-    offsets = np.concatenate([[0], np.cumsum([s.num_cells for s in stores])])
     cell_cols = {}
     for c in _CELL_COLUMNS[1:]:
         pieces = np.concatenate([np.asarray(getattr(s, c)) for s in stores])
@@ -793,7 +793,6 @@ def merge_stores(stores: Iterable[Store], *, provenance: Any = None) -> Store:
         budgets, r, provenance=provenance, synthetic=any(s.synthetic for s in stores),
         training_config=training_config, extra={"merged_from": len(stores)},
     )
-    del offsets
     return Store(
         canonical_code=codes.astype(np.uint32),
         module_hash=cell_cols["module_hash"],
@@ -869,6 +868,47 @@ def host_canonical_codes(adjacency, operations, num_vertices, *, chunk: int = 1 
             best = (bits @ edge * 256.0 + labs @ opw).min(axis=1)
             out[r] = (np.uint32(v) << np.uint32(29)) | best.astype(np.uint32)
     return out
+
+
+def labelled_code_table(adjacency, operations, num_vertices, *, chunk: int = 1 << 14):
+    """Every labelled code of every cell: ``(codes uint32[M], rows int64[M])`` sorted by code.
+
+    For each cell ``i`` (pruned, padded) and each relabeling of its interior vertices that keeps
+    the matrix upper-triangular, the code of that labelling *without minimisation*
+    (``reference.encode_code``) maps to ``i``. A pruned raw cell is isomorphic to cell ``i`` iff
+    its own labelled code is one of these, so lookups need no minimisation over relabelings.
+    For the full space ``M`` = 1,293,208 (the labelled full DAGs of the enumeration, §4.2).
+
+    Raises:
+      StoreConflictError: two cells share a labelled code (they are isomorphic duplicates).
+    """
+    adj = np.asarray(adjacency)
+    ops = np.asarray(operations)
+    nv = np.asarray(num_vertices).astype(np.int64).reshape(-1)
+    codes, rows = [], []
+    for v, (edge, opw) in _TABLES.items():
+        sel = np.nonzero(nv == v)[0]
+        s = v * (v - 1) // 2
+        for lo in range(0, sel.size, chunk):
+            r = sel[lo : lo + chunk]
+            bits = adj[r][:, _SLOT_X[:s], _SLOT_Y[:s]].astype(np.float64)
+            labs = ops[r, :v].astype(np.float64)
+            a = bits @ edge
+            c = a * 256.0 + labs @ opw
+            ok = a < _INVALID
+            codes.append((np.uint32(v) << np.uint32(29)) | c[ok].astype(np.uint32))
+            rows.append(np.broadcast_to(r[:, None], ok.shape)[ok])
+    codes = np.concatenate(codes) if codes else np.zeros(0, np.uint32)
+    rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    order = np.lexsort((rows, codes))
+    codes, rows = codes[order], rows[order]
+    first = np.ones(codes.shape[0], bool)
+    first[1:] = codes[1:] != codes[:-1]  # automorphisms give the same code more than once
+    clash = ~first & np.concatenate([[False], rows[1:] != rows[:-1]])
+    if np.any(clash):
+        i = int(np.nonzero(clash)[0][0])
+        raise StoreConflictError(f"rows {rows[i - 1]} and {rows[i]} are isomorphic (labelled code {int(codes[i])})")
+    return codes[first], rows[first]
 
 
 def example_store_path() -> str:

@@ -1,5 +1,6 @@
 """The NASBench drop-in API and the batched, jit-able queries, on the shipped real-data store."""
 
+import itertools
 import json
 import math
 import random
@@ -10,11 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nasbench_jax import api, cli, space
+from nasbench_jax import api, cli, is_valid, space
 from nasbench_jax import store as st
 from nasbench_jax.errors import CellArrayError, OutOfDomainError
 from nasbench_jax.graph import reference
 
+QI = jax.jit(api.query_index, static_argnames=("epochs", "stop_halfway"))
 OPS = {-1: "input", -2: "output", 0: "conv3x3-bn-relu", 1: "conv1x1-bn-relu", 2: "maxpool3x3"}
 
 
@@ -237,7 +239,7 @@ def _numpy_means(store, b):
 def test_query_index_all_rows(store, table):
     n = store.num_cells
     rows = jnp.arange(n + 3) - 1  # -1 and n, n+1 are out of range
-    res = jax.jit(lambda t, i, k: api.query_index(t, i, k, epochs=108))(table, rows, jax.random.key(0))
+    res = QI(table, rows, jax.random.key(0), epochs=108)
     found = np.asarray(res.found)
     assert not found[0] and not found[-2:].any() and found[1:-2].all()
     assert np.asarray(res.index).tolist() == [-1] + list(range(n)) + [-1, -1]
@@ -253,20 +255,20 @@ def test_query_index_all_rows(store, table):
         assert np.asarray(getattr(res, f))[[0, -2, -1]].tolist() == [0.0, 0.0, 0.0]
     assert np.asarray(res.trainable_parameters)[0] == 0
     # at 4 epochs only the 1,000 sample cells have data
-    r4 = api.query_index(table, jnp.arange(n), jax.random.key(1), epochs=4)
-    assert int(np.asarray(r4.found).sum()) == 1000
+    r4 = QI(table, jnp.arange(n + 3) - 1, jax.random.key(1), epochs=4)
+    assert int(np.asarray(r4.found).sum()) == 1000  # only the 1,000 sample cells have 4-epoch data
     with pytest.raises(OutOfDomainError, match="invalid number of epochs"):
         api.query_index(table, rows, jax.random.key(0), epochs=5)
 
 
 def test_query_index_samples_repeats_uniformly(store, table):
     row = int(np.nonzero(~np.isnan(store.final_test_accuracy[:, 3, 2]))[0][0])  # a 3-repeat cell
-    res = api.query_index(table, jnp.full((3000,), row), jax.random.key(7), stop_halfway=True)
+    res = QI(table, jnp.full((3000,), row), jax.random.key(7), stop_halfway=True)
     reps = np.asarray(store.halfway_validation_accuracy[row, 3])
     got = np.asarray(res.validation_accuracy)
     counts = [(got == reps[r]).sum() for r in range(3)]
     assert sum(counts) == 3000 and all(880 < c < 1120 for c in counts), counts  # ~6 sigma
-    same_key = api.query_index(table, jnp.full((3000,), row), jax.random.key(7), stop_halfway=True)
+    same_key = QI(table, jnp.full((3000,), row), jax.random.key(7), stop_halfway=True)
     assert np.array_equal(np.asarray(same_key.validation_accuracy), got)
 
 
@@ -282,7 +284,7 @@ def test_queries_inside_fori_loop_and_vmap(table, store):
     expect = sum(mv[np.asarray(rows) + i].sum() for i in range(5))
     assert float(total) == pytest.approx(expect, rel=1e-5)
     keys = jax.random.split(jax.random.key(0), 4)
-    batched = jax.vmap(lambda k: api.query_index(table, rows, k).validation_accuracy)(keys)
+    batched = jax.jit(jax.vmap(lambda k: api.query_index(table, rows, k).validation_accuracy))(keys)
     assert batched.shape == (4, 64)
 
 
@@ -325,12 +327,80 @@ def test_query_cells_raw_cells(store, table, full_records_52, sample_1k):
     assert np.asarray(res.index).tolist() == expect + [-1, -1, -1]
     assert np.asarray(res.found).tolist() == [True] * k + [False] * 3
     # vmap over a batch axis gives the same
-    res2 = jax.vmap(lambda c: api.query_cells(table, c, jax.random.key(0)).index)(
+    res2 = jax.jit(jax.vmap(lambda c: api.query_cells(table, c, jax.random.key(0)).index))(
         space.Cells(adj[:, None], ops[:, None], nv[:, None]))
     assert np.asarray(res2)[:, 0].tolist() == expect + [-1, -1, -1]
+    # the canonical-code path (graph.canonicalize, no labelled table) finds the same rows
+    canon = api.QueryTable.from_store(store, labelled=False)
+    assert canon.lookup_base.shape == (0,)
+    assert np.asarray(jax.jit(api.lookup_cells)(canon, cells)).tolist() == expect + [-1, -1, -1]
+
+
+def test_labelled_code_table_against_the_oracle(store, table):
+    codes, rows = st.labelled_code_table(store.adjacency, store.operations, store.num_vertices)
+    assert np.all(np.diff(codes.astype(np.int64)) > 0)
+    # the table's direct-address index finds every labelling's row (and nothing else)
+    v = (codes >> 29).astype(np.int64)
+    base = np.asarray(table.lookup_base)[api._PATTERN_OFFSET[v] + ((codes >> 8) & (2**21 - 1)).astype(np.int64)]
+    assert np.all(base >= 0)
+    assert np.array_equal(np.asarray(table.lookup_rows)[base + (codes & 0xFF)], rows)
+    assert (np.asarray(table.lookup_rows) >= 0).sum() == codes.size
+    assert np.array_equal(np.unique(rows), np.arange(store.num_cells))  # every cell reachable
+    pick = np.random.default_rng(0).choice(codes.size, 300, replace=False)
+    for c, r in zip(codes[pick], rows[pick]):
+        m, labels = reference.decode_code(int(c))
+        assert reference.encode_code(m, labels) == int(c)  # a genuine labelling ...
+        assert reference.canonical_code(m, labels) == int(store.canonical_code[r])  # ... of cell r
+    # a cell has exactly one labelled code per distinct upper-triangular relabeling
+    r0 = int(np.nonzero(store.num_vertices == 7)[0][0])
+    v, a, o = 7, store.adjacency[r0], store.operations[r0].tolist()
+    expect = set()
+    for p in itertools.permutations(range(1, 6)):
+        pm, pl = reference.permute_graph(a, o, [0, *p, 6])
+        if not np.tril(pm).any():
+            expect.add(reference.encode_code(pm.astype(np.uint8), pl))
+    assert set(codes[rows == r0].tolist()) == expect
 
 
 def test_query_cells_rejects_bad_shapes(table):
     bad = space.Cells(np.zeros((2, 6, 6), np.uint8), np.zeros((2, 7), np.int8), np.zeros(2, np.int32))
     with pytest.raises(CellArrayError, match="adjacency"):
         api.query_cells(table, bad, jax.random.key(0))
+
+
+def test_pruned_labelled_code_against_model_spec():
+    """The fused prune + labelled code kernel vs ModelSpec pruning, is_valid and encode_code."""
+    rng = np.random.default_rng(5)
+    n = 600
+    nv = rng.integers(2, 8, n).astype(np.int32)
+    adj = np.zeros((n, 7, 7), np.uint8)
+    ops = np.full((n, 7), -3, np.int8)
+    for i, v in enumerate(nv):
+        adj[i, :v, :v] = np.triu(rng.random((v, v)) < rng.uniform(0.2, 0.7), 1)
+        ops[i, :v] = rng.integers(0, 3, v)
+        ops[i, 0], ops[i, v - 1] = -1, -2
+    ops[::37, 1] = 5  # an unsupported op (invalid only if vertex 1 survives pruning)
+    ops[::41, 0] = 0  # first op is not the input
+    # then malformed encodings, which are never valid: below the diagonal, not 0/1, outside the
+    # V x V block, V = 8; and one well-formed 2-vertex cell
+    extra = np.zeros((5, 7, 7), np.uint8)
+    extra[:, 0, 1] = 1
+    extra[0, 1, 0] = 1
+    extra[1, 0, 1] = 2
+    extra[2, 3, 4] = 1
+    eops = np.tile(np.array([[-1, -2, -3, -3, -3, -3, -3]], np.int8), (5, 1))
+    adj, ops = np.concatenate([adj, extra]), np.concatenate([ops, eops])
+    nv = np.concatenate([nv, [2, 2, 2, 8, 2]]).astype(np.int32)
+    codes, valid = jax.jit(api.pruned_labelled_code)(adj, ops, nv)
+    codes, valid = np.asarray(codes), np.asarray(valid)
+    assert valid[n:].tolist() == [False, False, False, False, True]
+    names = {-1: "input", -2: "output", 0: "conv3x3-bn-relu", 1: "conv1x1-bn-relu", 2: "maxpool3x3"}
+    for i, v in enumerate(nv[:n]):
+        spec = api.ModelSpec(adj[i, :v, :v], [names.get(int(x), f"op{int(x)}") for x in ops[i, :v]])
+        assert bool(valid[i]) == is_valid(spec), i
+        if valid[i]:
+            labels = space.ops_to_labels(spec.ops)
+            assert int(codes[i]) == reference.encode_code(spec.matrix, labels), i
+        else:
+            assert codes[i] == 0
+    assert 0.2 < valid[:n].mean() < 0.9  # both verdicts are exercised
