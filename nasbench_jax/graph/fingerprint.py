@@ -354,36 +354,106 @@ def _init_cols(m: int):
     return jnp.broadcast_to(jnp.asarray(md5.INIT_STATE, jnp.uint32)[:, None], (4, m))
 
 
-@jax.jit
-def _prep_round(d, adj, valid):
-    """Hex words (plus a trailing zero column) and stream-slot columns of every message.
+def _ranks_cols(keys, valid):
+    """:func:`_ranks` from sort keys in column layout ``uint32[4, n, 7]``."""
+    less = jnp.zeros((keys.shape[1], _V, _V), bool)
+    eq = jnp.ones_like(less)
+    for t in range(4):
+        ku = keys[t][:, :, None]
+        kv = keys[t][:, None, :]
+        less = less | (eq & (ku < kv))
+        eq = eq & (ku == kv)
+    idx = jnp.arange(_V)
+    tie = eq & (idx[:, None] < idx[None, :])
+    vu = valid[:, :, None]
+    vv = valid[:, None, :]
+    before = (vu & ~vv) | ((vu == vv) & (less | tie))
+    return jnp.sum(before, axis=1, dtype=jnp.int32)
 
-    Args:
-      d: ``uint32[4, n*7 + 1]`` current digests (last column scratch); adj: ``uint8[n, 7, 7]``;
-      valid: ``bool[n, 7]``.
 
-    Returns:
-      ``(hexw uint32[8, n*7 + 1], slot_cols int32[8, n*7])``; slot columns index ``hexw`` and
-      point at the zero column ``n*7`` for empty slots.
+def _slots_from_rank(rank, adj_f):
+    """Stream-slot vertex of each message via per-cell 7x7 products (see ``_stream_slots``).
+
+    The position of in-neighbour ``w`` in the sorted in-list of ``v`` is the number of
+    in-neighbours ranked below it, ``(A^T L)[v, w]`` with ``L[u, w] = rank u < rank w``; the
+    out-list likewise with ``A L``, offset by the in-degree.
     """
-    n = adj.shape[0]
-    dd = d[:, : n * _V].T.reshape(n, _V, 4)
-    rank = _ranks(dd, valid)
-    slots = _stream_slots(rank, adj)  # [n, 7, 7] vertex ids, 7 = zero
+    lt = rank[:, :, None] < rank[:, None, :]  # [n, u, w]
+    a = adj_f > 0
+    # tiny batched products as broadcast-and-reduce (XLA:CPU runs [n, 7, 7] dots one by one)
+    pin = jnp.sum(a[:, :, :, None] & lt[:, :, None, :], axis=1, dtype=jnp.int32)  # [n, v, w]
+    pout = jnp.sum(a[:, :, :, None] & lt[:, None, :, :], axis=2, dtype=jnp.int32)
+    indeg = jnp.sum(a, axis=1, dtype=jnp.int32)  # [n, v]
+    outdeg = jnp.sum(a, axis=2, dtype=jnp.int32)
+    is_in = jnp.transpose(adj_f, (0, 2, 1)) > 0  # [n, v, w]
+    is_out = adj_f > 0
+    own = jnp.eye(_V, dtype=bool)[None]
+    pos = jnp.where(
+        is_in,
+        pin,
+        jnp.where(is_out, indeg[:, :, None] + pout, jnp.where(own, (indeg + outdeg)[:, :, None], 99)),
+    )
+    idx = jnp.arange(_V)
+    onehot = pos[..., None] == idx  # [n, v, w, s]
+    slot = jnp.sum(jnp.where(onehot, idx[None, None, :, None], 0), axis=2)
+    filled = jnp.any(onehot, axis=2)
+    return jnp.where(filled, slot, _V).astype(jnp.int32)
+
+
+@jax.jit
+def _rank_step(d, valid):
+    n = valid.shape[0]
+    return _ranks_cols(md5.sort_keys(d[:, : n * _V]).reshape(4, n, _V), valid)
+
+
+_slots_step = jax.jit(_slots_from_rank)
+
+
+@jax.jit
+def _cols_step(slots):
+    n = slots.shape[0]
     base = (jnp.arange(n, dtype=jnp.int32) * _V)[:, None, None]
     cols = jnp.where(slots < _V, base + slots, n * _V).reshape(n * _V, _V).T
-    cols = jnp.concatenate([cols, jnp.full((1, n * _V), n * _V, jnp.int32)], axis=0)  # 8 slots
-    hexw = md5.hex_words(d.T).T  # [8, n*7 + 1]
-    hexw = hexw.at[:, n * _V].set(jnp.uint32(0))
-    return hexw, cols
+    return jnp.concatenate([cols, jnp.full((1, n * _V), n * _V, jnp.int32)], axis=0)
+
+
+def _slot_cols(d, adj_f, valid):
+    """Per message, the digest column of each of its 8 stream slots (``int32[8, n*7]``).
+
+    Args:
+      d: ``uint32[4, n*7 + 1]`` current digests (last column scratch);
+      adj_f: ``float32[n, 7, 7]`` 0/1; valid: ``bool[n, 7]``.
+
+    Returns:
+      ``int32[8, n*7]``; empty slots point at column ``n*7`` (a zero hex row).
+
+    Three separately jitted stages: compiled as one program, XLA:CPU fuses each stage into
+    its consumer, recomputes it per output element and runs about three times slower.
+    """
+    return _cols_step(_slots_step(_rank_step(d, valid), adj_f))
+
+
+@jax.jit
+def _hex_rows(d):
+    """``uint32[4, M]`` digests -> ``uint32[M, 8]`` hex words, the last row zero (empty slot)."""
+    col = jnp.arange(d.shape[1])[:, None]
+    return jnp.where(col == d.shape[1] - 1, jnp.uint32(0), md5.hex_words_cols(d).T)
+
+
+def _prep_round(d, adj_f, valid):
+    """``(hexrows uint32[n*7 + 1, 8], slot_cols int32[8, n*7])`` for one round.
+
+    Separate jitted calls (see :func:`_slot_cols`).
+    """
+    return _hex_rows(d), _slot_cols(d, adj_f, valid)
 
 
 @functools.partial(jax.jit, static_argnames=("k",))
-def _bucket_words(hexw, cols, gidx, a, b, k: int):
+def _bucket_words(hexrows, cols, gidx, a, b, k: int):
     """Message blocks (``k`` arrays ``uint32[16, m]``) of the bucket messages ``gidx``."""
-    sl = cols[: 2 * k, gidx]  # [2k, m]
-    g = hexw[:, sl]  # [8, 2k, m]
-    stream = jnp.transpose(g, (1, 0, 2)).reshape(16 * k, gidx.shape[0])
+    sl = cols.at[: 2 * k, gidx].get(mode="clip")  # [2k, m]; indices in range by construction
+    g = hexrows.at[sl].get(mode="clip")  # [2k, m, 8]: whole 32-byte rows per gathered hash
+    stream = jnp.transpose(g, (0, 2, 1)).reshape(16 * k, gidx.shape[0])
     words = _assemble_round(stream, a, b, masked=False)
     return tuple(words[16 * i : 16 * (i + 1)] for i in range(k))
 
@@ -402,7 +472,7 @@ def _take_cols(words, g, k: int):
 def _final_prep(d, valid, nv):
     n = valid.shape[0]
     dd = d[:, : n * _V].T.reshape(n, _V, 4)
-    rank = _ranks(dd, valid)
+    rank = _ranks_cols(md5.sort_keys(d[:, : n * _V]).reshape(4, n, _V), valid)
     order = jnp.argsort(rank, axis=-1)
     d_sorted = jnp.take_along_axis(dd, order[..., None], axis=1)
     hexw = md5.hex_words(d_sorted)  # [n, 7, 8]
@@ -443,7 +513,7 @@ def _hash_chunk(adj: np.ndarray, ops: np.ndarray, nv: np.ndarray) -> np.ndarray:
     b_all = out_deg.reshape(-1)
     kblk = ROUND_BLOCKS[a_all + b_all]
     valid_j = jnp.asarray(valid)
-    adj_j = jnp.asarray(adj)
+    adj_j = jnp.asarray(adj.astype(np.float32))
     scratch = n * _V
     plan_cache: dict = {}
     for r in range(_V):
@@ -458,10 +528,10 @@ def _hash_chunk(adj: np.ndarray, ops: np.ndarray, nv: np.ndarray) -> np.ndarray:
                 for g, s in _pieces(sel, msize, 0, scratch):
                     plan.append((k, jnp.asarray(g), jnp.asarray(s), jnp.asarray(a_all[g]), jnp.asarray(b_all[g])))
             plan_cache = {key: plan}
-        hexw, cols = _prep_round(d, adj_j, valid_j)
+        hexrows, cols = _prep_round(d, adj_j, valid_j)
         new_parts = []
         for k, g, s, a, b in plan_cache[key]:
-            words = _bucket_words(hexw, cols, g, a, b, k=k)
+            words = _bucket_words(hexrows, cols, g, a, b, k=k)
             new_parts.append((s, _md5_cols(words)))
         for s, new in new_parts:
             d = _scatter(d, s, new)

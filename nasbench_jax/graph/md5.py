@@ -40,6 +40,7 @@ __all__ = [
     "md5_blocks_masked",
     "compress",
     "hex_words",
+    "hex_words_cols",
     "sort_keys",
     "digest_to_hex",
     "hex_to_digest",
@@ -148,6 +149,22 @@ _HEX_ALPHA = 87  # ord('a') - 10
 
 def _hex_char(nibble):
     return nibble + jnp.where(nibble < 10, jnp.uint32(_HEX_LO), jnp.uint32(_HEX_ALPHA))
+
+
+def hex_words_cols(digest):
+    """:func:`hex_words` in column layout: ``uint32[4, M]`` -> ``uint32[8, M]``."""
+    out = []
+    for m in range(8):
+        w = digest[m // 2]
+        shift = 16 * (m % 2)
+        b0 = (w >> jnp.uint32(shift)) & jnp.uint32(0xFF)
+        b1 = (w >> jnp.uint32(shift + 8)) & jnp.uint32(0xFF)
+        c0 = _hex_char(b0 >> jnp.uint32(4))
+        c1 = _hex_char(b0 & jnp.uint32(0xF))
+        c2 = _hex_char(b1 >> jnp.uint32(4))
+        c3 = _hex_char(b1 & jnp.uint32(0xF))
+        out.append(c0 | (c1 << jnp.uint32(8)) | (c2 << jnp.uint32(16)) | (c3 << jnp.uint32(24)))
+    return jnp.stack(out, axis=0)
 
 
 def hex_words(digest):
