@@ -27,6 +27,7 @@ import reference_search as ref  # noqa: E402
 
 import search  # noqa: E402
 from nasbench_jax import api, space, synthetic  # noqa: E402
+from nasbench_jax import store as st  # noqa: E402
 from search import regret  # noqa: E402
 
 
@@ -48,11 +49,16 @@ def main() -> int:
     p.add_argument("--max-time", type=float, default=1e7)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--max-evaluations", type=int, default=0, help="0: 3 x max_time / median time")
+    p.add_argument("--store", default=None, help="an existing synthetic store (default: synthesize here)")
     args = p.parse_args()
 
     t0 = time.perf_counter()
-    store = synthetic.synthesize(space.enumerate_cells(progress=False), seed=0)
-    print(f"synthetic full-space store: {len(store.canonical_code)} cells in {time.perf_counter() - t0:.1f} s")
+    if args.store:
+        store = st.open_store(args.store)
+    else:
+        store = synthetic.synthesize(space.enumerate_cells(progress=False), seed=0)
+    print(f"full-space store (synthetic: {store.metadata.get('synthetic')}): {len(store.canonical_code)} "
+          f"cells, ready in {time.perf_counter() - t0:.1f} s")
     table = api.QueryTable.from_store(store)
     best_test, best_valid = regret.optimum_from_store(store)
     med = float(np.median(store.final_training_time[:, -1]))

@@ -249,7 +249,9 @@ def synthesize(enumeration: Any = None, *, seed: int = 0, progress: bool = False
     cells = enumeration.cells
     metrics = synthetic_metrics(cells.adjacency, cells.operations, cells.num_vertices,
                                 enumeration.codes, seed=seed)
-    hashes = [graph.digest_to_hex(d) for d in np.asarray(enumeration.fingerprints)]
+    hashes = getattr(enumeration, "module_hash", None)
+    if hashes is None:
+        hashes = graph.digest_to_hex(np.asarray(enumeration.fingerprints))
     return store.make_store(
         adjacency=cells.adjacency, operations=cells.operations, num_vertices=cells.num_vertices,
         module_hash=hashes,

@@ -1,11 +1,10 @@
 """Search algorithms: validity, determinism, §8.4 budget accounting, parity with plain-Python
 references (KS tests), locality, partial stores, bad input.
 
-Compiled programs are shared: each (algorithm, config, max_evaluations) compiles once per
-session, so the tests reuse the same budget shapes on purpose.
+All tests share one store -- every cell with at most 6 vertices (64,542, the paper's
+"NAS-Bench-Mini") with the synthetic landscape -- and one budget, so each method compiles once
+per session (the seed count is fixed per method too).
 """
-
-import collections
 
 import jax
 import jax.numpy as jnp
@@ -14,43 +13,44 @@ import pytest
 from scipy import stats
 
 import search
+from nasbench_jax import api, space, synthetic
 from nasbench_jax import constants as C
-from nasbench_jax import space
+from nasbench_jax import store as st
 from nasbench_jax.errors import ConfigError
 from nasbench_jax.graph import reference
 from nasbench_jax.spec import ModelSpec, is_valid
-from search import bananas, common, evolution
+from search import bananas, common, evolution, regret
 
 import reference_search as ref
-import search_double as dbl
 
 ALL = ["random_search", "regularized_evolution", "reinforce", "local_search", "hyperband", "bananas"]
-SMALL_BUDGET = search.SearchBudget(max_time_s=6e4, max_evaluations=160)
+BUDGET = search.SearchBudget(max_time_s=3e5, max_evaluations=600)
+KS_TIME = 6e4  # the KS tests compare incumbents at this time (~30 evaluations)
 SMALL_CONFIGS = {
     "regularized_evolution": evolution.EvolutionConfig(population_size=20, tournament_size=5),
     "bananas": bananas.BananasConfig(num_candidates=30, ensemble_size=2, hidden=16, train_steps=20,
                                      history_size=32),
 }
+SEEDS = 256  # one seed count per method, so each method compiles once per session
+SEEDS_OF = {"bananas": 16}  # trains an ensemble every 10 steps: few seeds keep the test short
 
 
 @pytest.fixture(scope="module")
-def space5():
-    return dbl.make_table(5)
+def mini():
+    """(QueryTable, Store) of all cells with <= 6 vertices, synthetic metrics."""
+    store = synthetic.synthesize(space.enumerate_cells(max_vertices=6, progress=False), seed=0)
+    return api.QueryTable.from_store(store), store
 
 
 def small_config(name):
     return SMALL_CONFIGS.get(name) or search.default_config(name)
 
 
-_CACHE = {}
-
-
-SEEDS = 256  # one seed count per method, so each method compiles once per session
-SEEDS_OF = {"bananas": 16}  # trains an ensemble every 10 steps: few seeds keep the test short
-
-
 def seeds_of(name):
     return SEEDS_OF.get(name, SEEDS)
+
+
+_CACHE = {}
 
 
 def run_small(name, table, key=0):
@@ -58,23 +58,11 @@ def run_small(name, table, key=0):
     if k not in _CACHE:
         keys = jax.random.split(jax.random.key(key), seeds_of(name))
         _CACHE[k] = jax.tree.map(np.asarray, search.run(name, keys, table, small_config(name),
-                                                        budget=SMALL_BUDGET, record_cells=True))
+                                                        budget=BUDGET, record_cells=True))
     return _CACHE[k]
 
 
 # --------------------------------------------------------------------------- building blocks
-
-
-def test_double_canonicalization_matches_reference():
-    adj, ops = common.random_raw_cells(jax.random.key(3), (300,))
-    codes, ok = jax.jit(jax.vmap(dbl.canonicalize_one))(adj, ops)
-    adj, ops = np.asarray(adj), np.asarray(ops)
-    for i in range(300):
-        s = ModelSpec(adj[i], space.labels_to_ops(ops[i]))
-        if is_valid(s):
-            assert int(codes[i]) == reference.canonical_code(s.matrix, space.ops_to_labels(s.ops))
-        else:
-            assert not bool(ok[i])
 
 
 def test_raw_valid_matches_the_scripts_rule():
@@ -127,33 +115,38 @@ def test_mutation_changes_exactly_one_variable_uniformly():
 
 
 def _scripted_table():
-    """Three cells with fixed metrics (all repeats equal) and the raw proposals to query."""
-    raw = []
+    """A real store of three cells with fixed metrics (all repeats equal), and raw proposals."""
     def cell(edges, ops5):
         a = np.zeros((7, 7), np.uint8)
         for x, y in edges:
             a[x, y] = 1
         return a, np.array([-1, *ops5, -2], np.int8)
-    raw.append(cell([(0, 1), (1, 6)], [0, 0, 0, 0, 0]))  # A: in -> conv3x3 -> out
-    raw.append(cell([(0, k) for k in range(1, 6)] + [(k, 6) for k in range(1, 6)], [0] * 5))  # 10 edges
-    raw.append(cell([(0, 2), (2, 6)], [0, 2, 0, 0, 0]))  # B: in -> maxpool -> out
-    raw.append(cell([(0, 6)], [1, 1, 1, 1, 1]))  # C: in -> out
-    raw.append(cell([(0, 3), (3, 6), (1, 2)], [2, 2, 0, 2, 2]))  # A again (isomorphic, island)
-    adj = np.stack([r[0] for r in raw])
-    ops = np.stack([r[1] for r in raw])
-    codes, _ = jax.vmap(dbl.canonicalize_one)(adj, ops)
-    codes = np.asarray(codes)
-    cells = {"A": codes[0], "B": codes[2], "C": codes[3]}
-    order = sorted(cells, key=lambda k: cells[k])
-    val = {"A": 0.8, "B": 0.7, "C": 0.9}
-    tim = {"A": 100.0, "B": 200.0, "C": 300.0}
-    shape = (3, 4, 3)
-    v = np.stack([np.full(shape[1:], val[k]) for k in order]).astype(np.float32)
-    t = np.stack([np.full(shape[1:], tim[k]) for k in order]).astype(np.float32)
-    table = dbl.FakeTable(jnp.asarray(np.array([cells[k] for k in order], np.uint32)), jnp.asarray(v),
-                          jnp.asarray(v - 0.05), jnp.asarray(t), jnp.asarray(v - 0.1),
-                          jnp.asarray(t / 2), C.BUDGETS)
-    return table, adj, ops
+    raw = [
+        cell([(0, 1), (1, 6)], [0, 0, 0, 0, 0]),  # A: in -> conv3x3 -> out
+        cell([(0, k) for k in range(1, 6)] + [(k, 6) for k in range(1, 6)], [0] * 5),  # 10 raw edges
+        cell([(0, 2), (2, 6)], [0, 2, 0, 0, 0]),  # B: in -> maxpool -> out
+        cell([(0, 6)], [1, 1, 1, 1, 1]),  # C: in -> out
+        cell([(0, 3), (3, 6), (1, 2)], [2, 2, 0, 2, 2]),  # A again (isomorphic, plus an island)
+    ]
+    pruned = [  # (matrix, labels) of A, B, C
+        (np.array([[0, 1, 0], [0, 0, 1], [0, 0, 0]]), [-1, 0, -2]),
+        (np.array([[0, 1, 0], [0, 0, 1], [0, 0, 0]]), [-1, 2, -2]),
+        (np.array([[0, 1], [0, 0]]), [-1, -2]),
+    ]
+    adj = np.zeros((3, 7, 7), np.uint8)
+    ops = np.full((3, 7), -3, np.int8)
+    for i, (m, lab) in enumerate(pruned):
+        adj[i, : len(lab), : len(lab)] = m
+        ops[i, : len(lab)] = lab
+    val, tim = np.array([0.8, 0.7, 0.9]), np.array([100.0, 200.0, 300.0])
+    full = lambda x: np.broadcast_to(x[:, None, None], (3, 4, 3)).astype(np.float32)  # noqa: E731
+    store = st.make_store(
+        adjacency=adj, operations=ops, num_vertices=[3, 3, 2],
+        module_hash=[reference.hash_module(m, lab) for m, lab in pruned], trainable_parameters=[1, 2, 3],
+        metrics=dict(final_validation_accuracy=full(val), final_test_accuracy=full(val - 0.05),
+                     final_training_time=full(tim), halfway_validation_accuracy=full(val - 0.1),
+                     halfway_training_time=full(tim / 2)))
+    return api.QueryTable.from_store(store), np.stack([r[0] for r in raw]), np.stack([r[1] for r in raw])
 
 
 def test_budget_accounting_matches_a_hand_computed_example():
@@ -187,11 +180,12 @@ def test_budget_accounting_matches_a_hand_computed_example():
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_every_method_valid_deterministic_and_seed_dependent(name, space5):
-    table, store, (adj_s, ops_s, nv_s, codes_s) = space5
+def test_every_method_valid_deterministic_and_seed_dependent(name, mini):
+    table, store = mini
+    codes_s = np.asarray(store.canonical_code)
     tr = run_small(name, table)
     again = jax.tree.map(np.asarray, search.run(
-        name, jax.random.split(jax.random.key(0), seeds_of(name)), table, small_config(name), budget=SMALL_BUDGET,
+        name, jax.random.split(jax.random.key(0), seeds_of(name)), table, small_config(name), budget=BUDGET,
         record_cells=True))
     for a, b in zip(jax.tree.leaves(tr), jax.tree.leaves(again)):
         np.testing.assert_array_equal(a, b)  # same keys, same trajectories
@@ -202,8 +196,8 @@ def test_every_method_valid_deterministic_and_seed_dependent(name, space5):
         assert tr.active[s, :n].all() and not tr.active[s, n:].any()
         t = tr.time_s[s, :n]
         assert (np.diff(t) >= 0).all()
-        if n < SMALL_BUDGET.max_evaluations:  # stopped by time: the last step crossed the limit
-            assert t[-1] > SMALL_BUDGET.max_time_s and (n == 1 or t[-2] <= SMALL_BUDGET.max_time_s)
+        if n < BUDGET.max_evaluations:  # stopped by time: the last step crossed the limit
+            assert t[-1] > BUDGET.max_time_s and (n == 1 or t[-2] <= BUDGET.max_time_s)
         for i in range(n):
             a, o = tr.adjacency[s, i], tr.operations[s, i]
             assert o[0] == -1 and o[6] == -2 and ((0 <= o[1:6]) & (o[1:6] < 3)).all()
@@ -222,32 +216,38 @@ def test_every_method_valid_deterministic_and_seed_dependent(name, space5):
         np.testing.assert_allclose(tr.incumbent_valid_acc[s, :n], np.maximum.accumulate(q).clip(0))
 
 
-def test_methods_that_resample_propose_only_valid_cells(space5):
+def test_methods_that_resample_propose_only_valid_cells(mini):
     for name in ["random_search", "reinforce", "local_search", "bananas"]:
-        tr = run_small(name, space5[0])
+        tr = run_small(name, mini[0])
         act = tr.active
         # raw validity (before the store lookup) holds for every proposal
         ok = np.asarray(common.raw_valid(tr.adjacency[act]))
         assert ok.mean() > 0.99, name
 
 
-def _partial(space5, keep_fraction=0.6, seed=0):
-    """The same store with ~40 % of its cells removed, keeping the table's shapes (so the
-    compiled programs are reused): a removed row's code duplicates the previous kept code,
-    so ``searchsorted`` never lands on it and its own code is absent."""
-    table, store, cells = space5
-    codes = np.asarray(table.codes)
-    keep = np.random.default_rng(seed).random(codes.shape[0]) < keep_fraction
-    codes2 = np.maximum.accumulate(np.where(keep, codes, 0)).astype(np.uint32)
-    t = dbl.FakeTable(jnp.asarray(codes2), table.valid, table.test, table.time, table.halfway_valid,
-                      table.halfway_time, table.budgets)
-    return t, keep
+def _partial(mini, keep_fraction=0.6, seed=0):
+    """The same cells with ~40 % of them stripped of all runs (NaN metrics): the table keeps
+    its shapes (so the compiled programs are reused) and those cells are not found, exactly as
+    cells absent from a store that covers only part of the space."""
+    import dataclasses
+
+    table, store = mini
+    n = store.canonical_code.shape[0]
+    keep = np.random.default_rng(seed).random(n) < keep_fraction
+    cols = {m: np.where(keep[:, None, None], np.asarray(getattr(store, m)), np.nan).astype(np.float32)
+            for m in st.METRIC_NAMES}
+    return api.QueryTable.from_store(dataclasses.replace(store, **cols)), keep
+
+
+@pytest.fixture(scope="module")
+def partial(mini):
+    return _partial(mini)
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_partial_store_treats_missing_cells_as_invalid(name, space5):
-    part, keep = _partial(space5)
-    codes_s = space5[2][3]
+def test_partial_store_treats_missing_cells_as_invalid(name, mini, partial):
+    part, keep = partial
+    codes_s = np.asarray(mini[1].canonical_code)
     tr = run_small(name, part)
     assert tr.valid.sum() > 0
     missing = 0
@@ -273,45 +273,55 @@ def test_partial_store_treats_missing_cells_as_invalid(name, space5):
 
 
 @pytest.fixture(scope="module")
-def ref_bench(space5):
-    table, store, (adj, ops, nv, codes) = space5
-    return ref.RefBench(adj, ops, nv, store["final_validation_accuracy"][:, -1],
-                        store["final_test_accuracy"][:, -1], store["final_training_time"][:, -1])
+def ref_bench(mini):
+    return ref.RefBench.from_store(mini[1])
 
 
-def _final(tr):
-    last = np.maximum(tr.num_steps - 1, 0)
-    return tr.incumbent_test_acc[np.arange(len(last)), last]
+def _at(tr, t):
+    """Incumbent mean test accuracy of each seed at simulated time ``t``."""
+    return 1.0 - regret.regret_at(tr.time_s, tr.active, tr.incumbent_test_acc, 1.0, [t])[:, 0]
 
 
-def test_random_search_matches_plain_python_reference(space5, ref_bench):
-    tr = run_small("random_search", space5[0], key=11)
-    jax_final = _final(tr)
-    ref_final = np.array([ref.random_search(ref_bench, s, SMALL_BUDGET.max_time_s)[0] for s in range(256)])
-    p = stats.ks_2samp(jax_final, ref_final).pvalue
-    assert p > 1e-3, (p, jax_final.mean(), ref_final.mean())
-    # and the test has power: a clearly different distribution (the best of fewer draws) fails
-    worse = np.array([ref.random_search(ref_bench, 10_000 + s, SMALL_BUDGET.max_time_s / 8)[0]
-                      for s in range(256)])
-    assert stats.ks_2samp(jax_final, worse).pvalue < 1e-3
+def test_random_search_matches_plain_python_reference(mini, ref_bench):
+    jax_acc = _at(run_small("random_search", mini[0], key=11), KS_TIME)
+    ref_acc = np.array([ref.random_search(ref_bench, s, KS_TIME)[0] for s in range(SEEDS)])
+    p = stats.ks_2samp(jax_acc, ref_acc).pvalue
+    assert p > 1e-3, (p, jax_acc.mean(), ref_acc.mean())
+    # and the test has power: a clearly different distribution (a quarter of the time) fails
+    worse = np.array([ref.random_search(ref_bench, 10_000 + s, KS_TIME / 4)[0] for s in range(SEEDS)])
+    assert stats.ks_2samp(jax_acc, worse).pvalue < 1e-3
 
 
-def test_regularized_evolution_matches_plain_python_reference(space5, ref_bench):
+def test_regularized_evolution_matches_plain_python_reference(mini, ref_bench):
     cfg = SMALL_CONFIGS["regularized_evolution"]
-    tr = run_small("regularized_evolution", space5[0], key=12)
-    jax_final = _final(tr)
-    ref_final = np.array([ref.regularized_evolution(ref_bench, s, SMALL_BUDGET.max_time_s,
-                                                    cfg.population_size, cfg.tournament_size)[0]
-                          for s in range(256)])
-    p = stats.ks_2samp(jax_final, ref_final).pvalue
-    assert p > 1e-3, (p, jax_final.mean(), ref_final.mean())
+    jax_acc = _at(run_small("regularized_evolution", mini[0], key=12), KS_TIME)
+    ref_acc = np.array([ref.regularized_evolution(ref_bench, s, KS_TIME, cfg.population_size,
+                                                  cfg.tournament_size)[0] for s in range(SEEDS)])
+    p = stats.ks_2samp(jax_acc, ref_acc).pvalue
+    assert p > 1e-3, (p, jax_acc.mean(), ref_acc.mean())
+
+
+def test_locality_evolution_and_local_search_beat_random_search(mini):
+    """On a landscape with locality, RE and local search reach lower mean regret than RS at
+    equal simulated time (the paper's Fig. 7 ordering)."""
+    table, store = mini
+    best, _ = regret.optimum_from_store(store)
+    reg = {}
+    for name in ("random_search", "regularized_evolution", "local_search"):
+        tr = run_small(name, table, key=21)
+        r = regret.regret_at(tr.time_s, tr.active, tr.incumbent_test_acc, best, [BUDGET.max_time_s])[:, 0]
+        reg[name] = (r.mean(), r.std() / np.sqrt(len(r)))
+    rs = reg["random_search"]
+    for name in ("regularized_evolution", "local_search"):
+        m, se = reg[name]
+        assert m + 4 * np.hypot(se, rs[1]) < rs[0], reg
 
 
 # --------------------------------------------------------------------------- bad input
 
 
-def test_bad_input_gets_clear_errors(space5):
-    table = space5[0]
+def test_bad_input_gets_clear_errors(mini):
+    table = mini[0]
     keys = jax.random.split(jax.random.key(0), 2)
     with pytest.raises(search.UnknownAlgorithmError, match="unknown algorithm 'nope'"):
         search.run("nope", keys, table)
@@ -325,7 +335,6 @@ def test_bad_input_gets_clear_errors(space5):
         search.run("regularized_evolution", keys, table, evolution.EvolutionConfig(population_size=0))
     with pytest.raises(ConfigError, match="needs a EvolutionConfig"):
         search.run("regularized_evolution", keys, table, search.default_config("random_search"))
-    only108 = dbl.FakeTable(table.codes, table.valid[:, -1:], table.test[:, -1:], table.time[:, -1:],
-                            table.halfway_valid[:, -1:], table.halfway_time[:, -1:], (108,))
+    only108 = table.replace(budgets=(108,))
     with pytest.raises(ConfigError, match=r"needs \[4, 12, 36\] epochs"):
         search.run("hyperband", keys, only108)
