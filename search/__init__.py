@@ -77,16 +77,17 @@ def check_budget(budget: SearchBudget) -> None:
 
 
 @functools.partial(jax.jit, static_argnames=("algorithm", "config", "max_evaluations",
-                                             "record_cells", "stop_halfway"))
-def _run_jit(algorithm, keys, table, config, max_time_s, max_evaluations, record_cells, stop_halfway):
+                                             "record_cells", "stop_halfway", "dedup"))
+def _run_jit(algorithm, keys, table, config, max_time_s, max_evaluations, record_cells, stop_halfway,
+             dedup):
     from search import common
 
     return common.run_search(algorithm, keys, table, config, max_time_s, max_evaluations,
-                             record_cells=record_cells, stop_halfway=stop_halfway)
+                             record_cells=record_cells, stop_halfway=stop_halfway, dedup=dedup)
 
 
 def run(name: str, keys: jax.Array, table, config=None, *, budget: SearchBudget = SearchBudget(),
-        record_cells: bool = False) -> Trajectory:
+        record_cells: bool = False, dedup: bool = False) -> Trajectory:
     """Run algorithm ``name`` once per key, all seeds in one compiled program.
 
     Args:
@@ -96,6 +97,8 @@ def run(name: str, keys: jax.Array, table, config=None, *, budget: SearchBudget 
       config: the algorithm's config dataclass (``default_config(name)`` when ``None``).
       budget: simulated-time limit and static step bound.
       record_cells: also return every raw proposal (``Trajectory.adjacency``/``operations``).
+      dedup: skip proposals isomorphic to cells the seed already evaluated (see
+        :func:`search.common.run_search`); off by default (the paper's protocol).
 
     Returns:
       A :class:`Trajectory` with arrays ``[S, budget.max_evaluations]``.
@@ -118,7 +121,7 @@ def run(name: str, keys: jax.Array, table, config=None, *, budget: SearchBudget 
     if keys.ndim != 1:
         raise ConfigError(f"keys must be a 1-D array of PRNG keys (jax.random.split), got shape {keys.shape}")
     return _run_jit(algorithm, keys, table, config, float(budget.max_time_s),
-                    int(budget.max_evaluations), bool(record_cells), False)
+                    int(budget.max_evaluations), bool(record_cells), False, bool(dedup))
 
 
 def _check_table_budgets(table, needed) -> None:

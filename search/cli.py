@@ -27,7 +27,7 @@ from nasbench_jax.errors import ConfigError, NASBenchError
 
 #: rough evaluations per (max_time / median 108-epoch time), per method; invalid proposals and
 #: short budgets take loop steps too (see search.common).
-_STEP_FACTOR = {"regularized_evolution": 3.0, "hyperband": 6.0}
+_STEP_FACTOR = {"hyperband": 10.0}
 
 
 class RunsFileError(NASBenchError, ValueError):
@@ -56,6 +56,8 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
                         help="static bound on steps per run (default: estimated from the store)")
     parser.add_argument("--chunk", type=int, default=100, help="seeds per device call (progress granularity)")
     parser.add_argument("--grid-points", type=int, default=200, help="points of the log time grid")
+    parser.add_argument("--dedup", action="store_true",
+                        help="skip proposals isomorphic to already evaluated cells (not the paper's protocol)")
     parser.add_argument("--out", required=True, help="output .npz")
     for name in sorted(_all_config_fields()):
         parser.add_argument(f"--config.{name}", dest=f"config__{name}", default=None,
@@ -107,7 +109,7 @@ def run_search(args) -> int:
         b108 = budgets.index(108)
         t = np.asarray(store.final_training_time[:, b108], np.float64)
         med = float(np.nanmedian(t)) if np.isfinite(t).any() else 1000.0
-        factor = _STEP_FACTOR.get(args.algorithm, 1.5)
+        factor = _STEP_FACTOR.get(args.algorithm, 3.5)
         args.max_evaluations = int(min(200_000, max(64, math.ceil(factor * args.max_time / med))))
     budget = search.SearchBudget(max_time_s=args.max_time, max_evaluations=args.max_evaluations)
     search.check_budget(budget)
@@ -119,7 +121,8 @@ def run_search(args) -> int:
     tests, valids, steps, final_t = [], [], [], []
     with tqdm(total=args.seeds, desc=f"{args.algorithm} (first chunk compiles)", unit="seed") as bar:
         for lo in range(0, args.seeds, args.chunk):
-            tr = search.run(args.algorithm, keys[lo : lo + args.chunk], table, config, budget=budget)
+            tr = search.run(args.algorithm, keys[lo : lo + args.chunk], table, config, budget=budget,
+                            dedup=args.dedup)
             tr = jax.tree.map(np.asarray, tr)
             summ = regret.summarize(tr, best_test, best_valid, grid)
             tests.append(summ.test_regret)
@@ -135,7 +138,7 @@ def run_search(args) -> int:
         print(f"warning: {short} of {args.seeds} runs hit --max-evaluations={args.max_evaluations} before "
               f"--max-time; raise --max-evaluations", file=sys.stderr)
     meta = dict(algorithm=args.algorithm, config=dataclasses.asdict(config), seeds=args.seeds, seed=args.seed,
-                max_time_s=args.max_time, max_evaluations=args.max_evaluations, store=os.path.abspath(args.store),
+                max_time_s=args.max_time, max_evaluations=args.max_evaluations, dedup=bool(args.dedup), store=os.path.abspath(args.store),
                 store_synthetic=bool(store.metadata.get("synthetic", False)), best_test_accuracy=best_test,
                 best_valid_accuracy=best_valid, runs_cut_short=short)
     test = np.concatenate(tests)

@@ -415,6 +415,7 @@ class _Carry(NamedTuple):
     inc_mvalid: jax.Array
     any_valid: jax.Array
     rows: Any
+    seen: Any
 
 
 def run_search(
@@ -427,8 +428,15 @@ def run_search(
     *,
     record_cells: bool = False,
     stop_halfway: bool = False,
+    dedup: bool = False,
 ) -> Trajectory:
     """Run ``algorithm`` for every key in ``keys`` (``[S]`` PRNG keys), in lock step.
+
+    With ``dedup=True`` a proposal isomorphic to a cell the seed has already evaluated (same
+    store row, i.e. same canonical code) is skipped: it costs 0, cannot become the incumbent,
+    is recorded as not valid, and the algorithm's ``update`` is not applied (its ``propose``
+    already advanced its key, so the next proposal is a fresh draw). Off by default: the paper's
+    protocol re-evaluates repeats (with a fresh random repeat each time).
 
     Pure and traceable: wrap in ``jax.jit`` with ``algorithm``, ``config``, ``max_evaluations``
     and ``record_cells`` static (see :func:`search.run`).
@@ -456,8 +464,10 @@ def run_search(
         rows["adjacency"] = jnp.zeros((max_evaluations, n, 7, 7), jnp.uint8)
         rows["operations"] = jnp.zeros((max_evaluations, n, 7), jnp.int8)
     zeros = jnp.zeros((n,), jnp.float32)
+    num_rows = int(jnp.shape(getattr(table, "codes", jnp.zeros((1,))))[0])
+    seen = jnp.zeros((n, (num_rows + 31) // 32), jnp.uint32) if dedup else None
     carry = _Carry(jnp.int32(0), states, k_run, zeros, zeros, zeros, zeros,
-                   jnp.zeros((n,), bool), rows)
+                   jnp.zeros((n,), bool), rows, seen)
     budgets = jnp.asarray(_BUDGETS, jnp.int32)
 
     def cond(c: _Carry):
@@ -470,8 +480,25 @@ def run_search(
         states, (adj, ops) = jax.vmap(algorithm.propose, in_axes=(0, None, None))(c.states, i, config)
         b_idx = None if algorithm.budget_index is None else algorithm.budget_index(i)
         res = evaluate(table, adj, ops, k_eval, b_idx, stop_halfway=stop_halfway)
-        states = jax.vmap(algorithm.update, in_axes=(0, None, 0, 0, None))(
+        seen = c.seen
+        if dedup:
+            row = jnp.maximum(res.index, 0)
+            word = jnp.take_along_axis(seen, (row >> 5)[:, None], axis=1)[:, 0]
+            bit = jnp.left_shift(jnp.uint32(1), (row & 31).astype(jnp.uint32))
+            dup = res.valid & ((word & bit) > 0)
+            fresh = res.valid & ~dup & active
+            seen = seen.at[jnp.arange(n), row >> 5].set(jnp.where(fresh, word | bit, word))
+            zero = jnp.zeros_like(res.valid_acc)
+            res = res._replace(valid=res.valid & ~dup, index=jnp.where(dup, -1, res.index),
+                               valid_acc=jnp.where(dup, zero, res.valid_acc),
+                               time_s=jnp.where(dup, zero, res.time_s))
+        updated = jax.vmap(algorithm.update, in_axes=(0, None, 0, 0, None))(
             states, i, (adj, ops), res, config)
+        if dedup:
+            states = jax.tree.map(
+                lambda u, p: jnp.where(dup.reshape((n,) + (1,) * (u.ndim - 1)), p, u), updated, states)
+        else:
+            states = updated
         valid = res.valid & active
         improved = valid & (res.valid_acc > c.inc_valid) | (valid & ~c.any_valid)
         inc_valid = jnp.where(improved, res.valid_acc, c.inc_valid)
@@ -491,7 +518,7 @@ def run_search(
             new["operations"] = ops
         rows = {k: c.rows[k].at[i].set(new[k].astype(c.rows[k].dtype)) for k in c.rows}
         return _Carry(i + 1, states, keys_next, elapsed, inc_valid, inc_test, inc_mvalid,
-                      c.any_valid | valid, rows)
+                      c.any_valid | valid, rows, seen)
 
     out = jax.lax.while_loop(cond, body, carry)
     r = {k: jnp.swapaxes(v, 0, 1) for k, v in out.rows.items()}

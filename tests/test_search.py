@@ -176,6 +176,26 @@ def test_budget_accounting_matches_a_hand_computed_example():
     np.testing.assert_allclose(tr2.time_s[0, :3], [100, 100, 300])
 
 
+def test_dedup_skips_isomorphic_reproposals():
+    table, adj, ops = _scripted_table()
+    seq_a, seq_o = jnp.asarray(adj), jnp.asarray(ops)
+    # A, invalid, B, C, then A's isomorph (island 1->2, A's conv at vertex 3) five more times
+    scripted = common.Algorithm(
+        "scripted", lambda key, cfg: key,
+        lambda st, i, cfg: (st, (seq_a[jnp.minimum(i, 4)], seq_o[jnp.minimum(i, 4)])),
+        lambda st, i, cell, res, cfg: st)
+    run = jax.jit(common.run_search, static_argnums=(0, 3, 5), static_argnames=("dedup",))
+    plain = jax.tree.map(np.asarray, run(scripted, jax.random.split(jax.random.key(0), 2), table, None,
+                                         1e4, 8))
+    dd = jax.tree.map(np.asarray, run(scripted, jax.random.split(jax.random.key(0), 2), table, None,
+                                      1e4, 8, dedup=True))
+    assert plain.valid[0].tolist() == [True, False, True, True] + [True] * 4
+    np.testing.assert_allclose(plain.time_s[0], [100, 100, 300, 600, 700, 800, 900, 1000])
+    assert dd.valid[0].tolist() == [True, False, True, True] + [False] * 4
+    np.testing.assert_allclose(dd.time_s[0], [100, 100, 300, 600, 600, 600, 600, 600])
+    assert dd.index[0, 4:].tolist() == [-1] * 4
+
+
 # --------------------------------------------------------------------------- every method
 
 
