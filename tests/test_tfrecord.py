@@ -382,3 +382,23 @@ def test_nasbench_reads_a_tfrecord_directly(dataset, full_records_52):
     spec = api.ModelSpec(rec["fixed"]["module_adjacency"], rec["fixed"]["module_operations"])
     q = nb.query(spec)
     assert q["validation_accuracy"] in [p["final_validation_accuracy"] for p in rec["computed"]["108"]]
+
+
+def test_any_json_spelling_of_a_row_imports_the_same(tmp_path, full_records_52):
+    rows = [json.loads(_encode_row(r)) for r in _rows_from_records(full_records_52[:2], [])]
+    spellings = {
+        "default": [json.dumps(r) for r in rows],
+        "compact": [json.dumps(r, separators=(",", ":")) for r in rows],
+        "spaced": [json.dumps(r, indent=2) for r in rows],
+        "escaped": ['["\\u0030' + r[0][1:] + '"' + json.dumps(r)[35:] if r[0][0] == "0" else
+                    '["' + r[0][:-1] + '\\u00' + r[0][-1].encode().hex() + '"' + json.dumps(r)[35:] for r in rows],
+    }
+    stores = {}
+    for name, texts in spellings.items():
+        assert [json.loads(t) for t in texts] == rows  # all spell the same JSON rows
+        p = _write_rows(tmp_path / f"{name}.tfrecord", [t.encode() for t in texts])
+        stores[name] = tfr.read_dataset(p, progress=False)
+    for name, s in stores.items():
+        for c in st.COLUMNS[:-1]:
+            x, y = getattr(stores["default"], c), getattr(s, c)
+            assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), (name, c)
