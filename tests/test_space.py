@@ -42,7 +42,7 @@ def _close(p, q, n):
 
 
 def test_random_cells_valid_and_distributed_like_the_notebook():
-    n = 3000
+    n = 2000
     cells = space.random_cells(jax.random.key(0), n)
     adj, ops, nv = (np.asarray(x) for x in cells)
     assert adj.shape == (n, 7, 7) and adj.dtype == np.uint8 and ops.dtype == np.int8 and nv.dtype == np.int32
@@ -119,13 +119,13 @@ def test_mutate_valid_and_distributed_like_the_notebook():
 
 def test_mutate_rate_zero_is_identity_and_traced_rate():
     parents = space.random_cells(jax.random.key(10), 16)
-    same = space.mutate(jax.random.key(11), parents, 0.0)
+    jitted = jax.jit(space.mutate)  # traced cells and traced rate: one compilation
+    same = jitted(jax.random.key(11), parents, 0.0)
     for x, y in zip(parents, same):
         assert np.array_equal(np.asarray(x), np.asarray(y))
-    child = jax.jit(space.mutate)(jax.random.key(12), parents, 1.0)  # traced cells and rate
+    child = jitted(jax.random.key(12), parents, 1.0)
     assert np.all(in_space(*child))
-    moved = space.mutate(jax.random.key(12), parents, 1.0)
-    assert any(not np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(parents, moved))
+    assert any(not np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(parents, child))
 
 
 def test_errors():

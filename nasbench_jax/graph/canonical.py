@@ -214,26 +214,27 @@ def _canonical_host(adj: np.ndarray, ops: np.ndarray, nv: np.ndarray) -> np.ndar
     ops = ops.reshape(-1, _V)
     nv = nv.reshape(-1)
     n = nv.shape[0]
-    if n <= 256 or n <= _HOST_CHUNK:
-        size = 256 if n <= 256 else _HOST_CHUNK
-        steps = 0
-    else:
-        size = _HOST_CHUNK * _HOST_STEPS
-        steps = _HOST_STEPS
-    total = -(-n // size) * size if n else 0
-    pad = total - n
-    if pad:  # pad to a static shape with copies of the first cell
-        adj = np.concatenate([adj, np.repeat(adj[:1], pad, 0)])
-        ops = np.concatenate([ops, np.repeat(ops[:1], pad, 0)])
-        nv = np.concatenate([nv, np.repeat(nv[:1], pad, 0)])
-    results = []
-    for start in range(0, total, size):  # dispatched asynchronously, collected below
+    group = _HOST_CHUNK * _HOST_STEPS
+    results = []  # dispatched asynchronously, collected below
+    start = 0
+    while n - start >= group:  # full groups: one lax.map over 16 chunks of 2,048
+        sl = slice(start, start + group)
+        shape = (_HOST_STEPS, _HOST_CHUNK)
+        results.append(_canonical_mapped(
+            adj[sl].reshape(shape + (_V, _V)), ops[sl].reshape(shape + (_V,)), nv[sl].reshape(shape)
+        ))
+        start += group
+    while start < n:  # the rest: chunks of 2,048 (or 256 for small batches), last one padded
+        size = 256 if n - start <= 256 else _HOST_CHUNK
         a, o, v = adj[start : start + size], ops[start : start + size], nv[start : start + size]
-        if steps:
-            shape = (steps, _HOST_CHUNK)
-            results.append(_canonical_mapped(a.reshape(shape + (_V, _V)), o.reshape(shape + (_V,)), v.reshape(shape)))
-        else:
-            results.append(_canonical_jit(a, o, v))
+        m = v.shape[0]
+        if m < size:  # pad to the static shape with copies of the first cell
+            pad = size - m
+            a = np.concatenate([a, np.repeat(a[:1], pad, 0)])
+            o = np.concatenate([o, np.repeat(o[:1], pad, 0)])
+            v = np.concatenate([v, np.repeat(v[:1], pad, 0)])
+        results.append(_canonical_jit(a, o, v))
+        start += size
     out = np.concatenate([np.asarray(r).reshape(-1) for r in results]) if results else np.zeros(0, np.uint32)
     return out[:n].astype(np.uint32).reshape(lead)
 
