@@ -224,8 +224,8 @@ def _canonical_host(adj: np.ndarray, ops: np.ndarray, nv: np.ndarray) -> np.ndar
             adj[sl].reshape(shape + (_V, _V)), ops[sl].reshape(shape + (_V,)), nv[sl].reshape(shape)
         ))
         start += group
-    while start < n:  # the rest: chunks of 2,048 (or 256 for small batches), last one padded
-        size = 256 if n - start <= 256 else _HOST_CHUNK
+    while start < n:  # the rest: chunks of 2,048, the last one padded
+        size = _HOST_CHUNK
         a, o, v = adj[start : start + size], ops[start : start + size], nv[start : start + size]
         m = v.shape[0]
         if m < size:  # pad to the static shape with copies of the first cell

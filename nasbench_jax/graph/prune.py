@@ -97,11 +97,16 @@ def prune_traced(adjacency, operations, num_vertices):
     keep = keep & valid[..., None]
     new_idx = jnp.cumsum(keep, axis=-1) - 1  # [..., 7]
     idx = jnp.arange(_V)
-    perm = (keep[..., :, None] & (new_idx[..., :, None] == idx)).astype(jnp.int32)  # [..., old, new]
-    pruned = jnp.einsum("...ui,...uv,...vj->...ij", perm, adj, perm)
+    onehot = keep[..., :, None] & (new_idx[..., :, None] == idx)  # [..., old, new]
+    src = jnp.sum(jnp.where(onehot, idx[:, None], 0), axis=-2)  # old vertex at each new index
     count = jnp.sum(keep, axis=-1).astype(jnp.int32)
-    new_ops = jnp.einsum("...ui,...u->...i", perm, ops)
-    new_ops = jnp.where(idx < count[..., None], new_ops, C.PAD_LABEL)
+    live = idx < count[..., None]  # [..., new]
+    # gathers, not [7x7] matmuls: XLA:CPU runs batched tiny dots one batch element at a time
+    rows = jnp.take_along_axis(adj, src[..., :, None], axis=-2)  # [..., new, old]
+    pruned = jnp.take_along_axis(rows, src[..., None, :], axis=-1)  # [..., new, new]
+    pruned = jnp.where(live[..., :, None] & live[..., None, :], pruned, 0)
+    new_ops = jnp.take_along_axis(ops, src, axis=-1)
+    new_ops = jnp.where(live, new_ops, C.PAD_LABEL)
     cells = Cells(pruned.astype(jnp.uint8), new_ops.astype(jnp.int8), count)
     return cells, valid
 
@@ -150,7 +155,7 @@ def _host_call(fn, adj, ops, nv):
     ops = ops.reshape(-1, _V)
     nv = nv.reshape(-1)
     n = nv.shape[0]
-    size = 256 if n <= 256 else 4096 if n <= 4096 else _HOST_CHUNK
+    size = 4096 if n <= 4096 else _HOST_CHUNK  # two static shapes only
     parts = []
     for start in range(0, max(n, 1), size):
         a, o, v = adj[start : start + size], ops[start : start + size], nv[start : start + size]
