@@ -4,9 +4,12 @@ Drop-in use (change one import)::
 
     >>> from nasbench_jax import api
     >>> nb = api.NASBench(api.example_store_path(), seed=0)     # or an original .tfrecord
-    >>> spec = api.ModelSpec([[0, 1], [0, 0]], ["input", "output"])
-    >>> nb.query(spec)["trainable_parameters"]                    # doctest: +SKIP
-    882570
+    >>> fixed, computed = nb.get_metrics_from_hash("ff91e10b9512cbe4efeec6bd926941a1")
+    >>> fixed["trainable_parameters"], sorted(computed), len(computed[108])
+    (3824576, [108], 3)
+    >>> spec = api.ModelSpec(fixed["module_adjacency"], fixed["module_operations"])
+    >>> nb.query(spec)["validation_accuracy"] in [r["final_validation_accuracy"] for r in computed[108]]
+    True
 
 Batched, inside ``jax.jit`` / ``vmap`` / ``lax.while_loop``::
 
