@@ -34,6 +34,7 @@ are per device (no ``axis_name``), like the original's TPU shards.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Mapping, Sequence
 
@@ -322,28 +323,153 @@ class ConvBnRelu(nn.Module):
         return nn.relu(y)
 
 
-#: Convolution formulation (see ``_conv``); experiments may switch it.
-_CONV_IMPL = "lax"
+# ------------------------------------------------------------------------------------------
+# Kernels. Same mathematics as lax.conv / nn.max_pool, formulated for fast XLA:CPU code:
+#  * a 1x1 conv is a matmul over [B*H*W, C]; its kernel gradient X^T G is written as an explicit
+#    transpose + matmul (XLA otherwise emits a layout copy and a slow transposed-operand dot);
+#  * max-pool gradients avoid XLA's select-and-scatter, which XLA:CPU expands into full-size
+#    iota index tensors and a scatter (the largest non-conv cost of the first Flax sketch).
+# "reference" switches back to lax.conv_general_dilated / nn.max_pool (tests compare the two).
+# ------------------------------------------------------------------------------------------
+#: ``"fast"`` (default) or ``"reference"``: which formulation of convs and pools is traced.
+_KERNELS = "fast"
 
 
 def _conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    k = kernel.shape[0]
-    if _CONV_IMPL != "lax":
-        if k == 1:
-            return jax.lax.dot_general(x, kernel[0, 0], (((3,), (0,)), ((), ())))
-        if x.shape[-1] <= 8 or _CONV_IMPL == "im2col":
-            p = k // 2
-            xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-            h, w = x.shape[1], x.shape[2]
-            cols = jnp.concatenate(
-                [xp[:, i : i + h, j : j + w, :] for i in range(k) for j in range(k)], axis=-1
-            )
-            return jax.lax.dot_general(
-                cols, kernel.reshape(-1, kernel.shape[-1]), (((3,), (0,)), ((), ()))
-            )
+    """Stride-1 SAME convolution, NHWC x HWIO -> NHWC, no bias."""
+    if _KERNELS == "fast" and kernel.shape[0] == 1 and kernel.shape[1] == 1:
+        return _matmul_1x1(x, kernel[0, 0])
     return jax.lax.conv_general_dilated(
         x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
+
+
+@jax.custom_vjp
+def _matmul_1x1(x: jax.Array, w: jax.Array) -> jax.Array:
+    """``x: [B, H, W, C] @ w: [C, O] -> [B, H, W, O]`` (a 1x1 convolution)."""
+    return jax.lax.dot_general(x, w, (((3,), (0,)), ((), ())))
+
+
+def _matmul_1x1_fwd(x, w):
+    return _matmul_1x1(x, w), (x, w)
+
+
+def _matmul_1x1_bwd(res, g):
+    x, w = res
+    dx = jax.lax.dot_general(g, w, (((3,), (1,)), ((), ())))
+    n = x.shape[0] * x.shape[1] * x.shape[2]
+    dw = jnp.transpose(x.reshape(n, x.shape[3])) @ g.reshape(n, g.shape[3])
+    return dx, dw.astype(w.dtype)
+
+
+_matmul_1x1.defvjp(_matmul_1x1_fwd, _matmul_1x1_bwd)
+
+
+def _pool_padding(size: int, window: int, stride: int) -> tuple[int, int, int]:
+    """TF/XLA SAME geometry: ``(out, pad_before, pad_after)``."""
+    out = -(-size // stride)
+    pad = max((out - 1) * stride + window - size, 0)
+    return out, pad // 2, pad - pad // 2
+
+
+def _pool_windows(xp: jax.Array, window: int, stride: int, oh: int, ow: int):
+    """The window taps of a padded input, row-major: ``(i, j, xp[:, i::s, j::s, :])``."""
+    b, _, _, c = xp.shape
+    for i in range(window):
+        for j in range(window):
+            yield i, j, jax.lax.slice(
+                xp,
+                (0, i, j, 0),
+                (b, i + stride * (oh - 1) + 1, j + stride * (ow - 1) + 1, c),
+                (1, stride, stride, 1),
+            )
+
+
+def _pool_pad(x: jax.Array, window: int, stride: int):
+    _, h, w, _ = x.shape
+    oh, ph0, ph1 = _pool_padding(h, window, stride)
+    ow, pw0, pw1 = _pool_padding(w, window, stride)
+    neg = jnp.array(-jnp.inf, x.dtype)
+    xp = jax.lax.pad(x, neg, ((0, 0, 0), (ph0, ph1, 0), (pw0, pw1, 0), (0, 0, 0)))
+    return xp, oh, ow, ph0, pw0
+
+
+_ARG_DTYPE = jnp.int8
+
+
+def _max_pool_with_argmax(x: jax.Array, window: int, stride: int):
+    """``(out, tap)``: the window maxima and the row-major index of the first maximum (int8)."""
+    xp, oh, ow, _, _ = _pool_pad(x, window, stride)
+    out, arg = None, None
+    for i, j, t in _pool_windows(xp, window, stride, oh, ow):
+        if out is None:
+            out, arg = t, jnp.zeros(t.shape, _ARG_DTYPE)
+        else:
+            better = t > out  # strict: ties keep the earlier tap
+            arg = jnp.where(better, jnp.asarray(i * window + j, _ARG_DTYPE), arg)
+            out = jnp.maximum(out, t)
+    return out, arg
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _max_pool_fast(x: jax.Array, window: int, stride: int) -> jax.Array:
+    xp, oh, ow, _, _ = _pool_pad(x, window, stride)
+    out = None
+    for _, _, t in _pool_windows(xp, window, stride, oh, ow):
+        out = t if out is None else jnp.maximum(out, t)
+    return out
+
+
+def _materialize(arg: jax.Array) -> jax.Array:
+    """Return the argmax unchanged, but through a conditional, a fusion boundary for XLA:CPU.
+
+    Without it XLA fuses the argmax computation into each window tap of the backward pass and
+    recomputes it window*window times (15x slower; ``lax.optimization_barrier`` does not stop
+    this on CPU). The predicate always holds (taps are >= 0); XLA cannot prove it, so the
+    conditional survives and its operand is materialised once.
+    """
+    return jax.lax.cond(arg[(0,) * arg.ndim] >= 0, lambda a: a, lambda a: a - 1, arg)
+
+
+def _max_pool_fast_fwd(x, window, stride):
+    out, arg = _max_pool_with_argmax(x, window, stride)
+    return out, (_materialize(arg), x.shape)
+
+
+def _max_pool_fast_bwd(window, stride, res, g):
+    # The gradient goes to the first maximum of each window in row-major order: the semantics
+    # of XLA's select-and-scatter with a >= select (JAX's and TF's max-pool gradient). Only the
+    # int8 argmax is kept from the forward pass, so nothing is recomputed here.
+    arg, (b, h, w, c) = res
+    oh, ph0, ph1 = _pool_padding(h, window, stride)
+    ow, pw0, pw1 = _pool_padding(w, window, stride)
+    hp, wp = h + ph0 + ph1, w + pw0 + pw1
+    zero = jnp.zeros((), g.dtype)
+    grad = None
+    for i in range(window):
+        for j in range(window):
+            contrib = jax.lax.pad(
+                jnp.where(arg == i * window + j, g, zero),
+                zero,
+                (
+                    (0, 0, 0),
+                    (i, hp - i - stride * (oh - 1) - 1, stride - 1),
+                    (j, wp - j - stride * (ow - 1) - 1, stride - 1),
+                    (0, 0, 0),
+                ),
+            )
+            grad = contrib if grad is None else grad + contrib
+    return (grad[:, ph0 : ph0 + h, pw0 : pw0 + w, :],)
+
+
+_max_pool_fast.defvjp(_max_pool_fast_fwd, _max_pool_fast_bwd)
+
+
+def _max_pool(x: jax.Array, window: int, stride: int) -> jax.Array:
+    """Max-pool, SAME padding with -inf (padded positions never win, as in TF)."""
+    if _KERNELS == "fast":
+        return _max_pool_fast(x, window, stride)
+    return nn.max_pool(x, (window, window), strides=(stride, stride), padding="SAME")
 
 
 def _batch_norm(layer: ConvBnRelu, y: jax.Array, train: bool) -> jax.Array:
@@ -369,11 +495,6 @@ def _batch_norm(layer: ConvBnRelu, y: jax.Array, train: bool) -> jax.Array:
     mul = scale * jax.lax.rsqrt(var + layer.bn_epsilon)
     add = bias - mean * mul
     return (y.astype(jnp.float32) * mul + add).astype(layer.dtype)
-
-
-def _max_pool(x: jax.Array, window: int, stride: int) -> jax.Array:
-    """Max-pool, SAME padding with -inf (padded positions never win, as in TF)."""
-    return nn.max_pool(x, (window, window), strides=(stride, stride), padding="SAME")
 
 
 # ------------------------------------------------------------------------------------------

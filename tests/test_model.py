@@ -524,3 +524,57 @@ def test_bad_images_error_clearly():
     with pytest.raises(ModelInputError, match="floating"):
         net.init(key, jnp.zeros((1, 8, 8, 3), jnp.int32), train=False)
     assert issubclass(ModelInputError, NASBenchError) and issubclass(ModelInputError, ValueError)
+
+
+# ------------------------------------------------------------------------------------------
+# The fast kernels equal the straightforward formulation (lax.conv, nn.max_pool)
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape,window,stride", [((2, 6, 5, 3), 3, 1), ((2, 6, 6, 4), 2, 2),
+                                                 ((1, 5, 7, 2), 2, 2)])
+def test_fast_max_pool_equals_reference_including_ties(monkeypatch, shape, window, stride):
+    import nasbench_jax.model as model
+
+    # Post-ReLU values rounded to halves: many ties inside windows (and all-zero windows).
+    x = jnp.maximum(jnp.round(jax.random.normal(jax.random.key(0), shape) * 2) / 2, 0)
+
+    def run(kind):
+        monkeypatch.setattr(model, "_KERNELS", kind)
+        y, vjp = jax.vjp(lambda x: model._max_pool(x, window, stride), x)
+        return y, vjp(jnp.arange(y.size, dtype=y.dtype).reshape(y.shape) + 1)[0]
+
+    y_fast, g_fast = run("fast")
+    y_ref, g_ref = run("reference")
+    np.testing.assert_array_equal(y_fast, y_ref)
+    np.testing.assert_array_equal(g_fast, g_ref)  # same winner per window, ties included
+    # Hand-checked: with all-equal windows the first (top-left) tap takes the whole gradient.
+    monkeypatch.setattr(model, "_KERNELS", "fast")
+    ones = jnp.ones((1, 2, 2, 1))
+    _, vjp = jax.vjp(lambda x: model._max_pool(x, 2, 2), ones)
+    np.testing.assert_array_equal(vjp(jnp.full((1, 1, 1, 1), 5.0))[0][0, :, :, 0], [[5, 0], [0, 0]])
+
+
+def test_fast_network_equals_reference_network(monkeypatch):
+    import nasbench_jax.model as model
+
+    net = Network(INCEPTION_README.matrix, INCEPTION_README.ops, stem_filter_size=8,
+                  num_stacks=2, num_modules_per_stack=1, num_labels=10)
+    images = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+    labels = jnp.array([1, 2, 3, 4])
+    variables = net.init(jax.random.key(1), images, train=False)
+
+    def loss_and_grads(kind):
+        monkeypatch.setattr(model, "_KERNELS", kind)
+
+        def loss_fn(p):
+            logits, upd = net.apply({"params": p, "batch_stats": variables["batch_stats"]},
+                                    images, train=True, mutable=["batch_stats"])
+            lp = jax.nn.log_softmax(logits)
+            return -jnp.mean(jnp.take_along_axis(lp, labels[:, None], 1)), upd
+
+        return jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
+
+    (l_fast, upd_fast), g_fast = loss_and_grads("fast")
+    (l_ref, upd_ref), g_ref = loss_and_grads("reference")
+    np.testing.assert_allclose(l_fast, l_ref, rtol=1e-5)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6),
+                           (g_fast, upd_fast), (g_ref, upd_ref))
