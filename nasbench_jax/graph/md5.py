@@ -23,7 +23,7 @@ Example::
     >>> import numpy as np
     >>> from nasbench_jax.graph import md5
     >>> words = md5.pack_message(b"abc")          # host helper: one padded block
-    >>> md5.digest_to_hex(np.asarray(md5.md5_blocks(words[None]))).tolist()
+    >>> md5.digest_to_hex(md5.digest_to_bytes(md5.md5_blocks(words[None]))).tolist()
     [b'900150983cd24fb0d6963f7d28e17f72']
 """
 
