@@ -8,7 +8,7 @@ import pytest
 from nasbench_jax import cli, space
 from nasbench_jax.errors import ConfigError
 from nasbench_jax.graph import reference as R
-from tests import graph_cases as G
+import graph_cases as G
 
 # reference spec §4.2
 LABELLED = {2: 1, 3: 6, 4: 90, 5: 3267, 6: 125145, 7: 1164699}

@@ -8,7 +8,7 @@ from nasbench_jax.errors import CellArrayError
 from nasbench_jax.graph import canonical_code, decode_codes
 from nasbench_jax.graph import reference as R
 from nasbench_jax.graph.canonical import canonical_from_labelled
-from tests import graph_cases as G
+import graph_cases as G
 
 
 @pytest.fixture(scope="module")

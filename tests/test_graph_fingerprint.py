@@ -14,7 +14,7 @@ from nasbench_jax.graph import (
     md5,
 )
 from nasbench_jax.graph import reference as R
-from tests import graph_cases as G
+import graph_cases as G
 
 
 def rows(s):
