@@ -44,12 +44,12 @@ import math
 import mmap
 import os
 import struct
-import tempfile
 import zipfile
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from nasbench_jax._io import atomic_write
 from nasbench_jax import constants as C
 from nasbench_jax.errors import NASBenchError
 
@@ -433,28 +433,16 @@ def write_store(path, store: Store) -> None:
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     meta = dict(store.metadata)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    except OSError as e:
-        raise StoreError(f"{path}: cannot write the store: {e}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-                for name in COLUMNS:
-                    if name == "metadata":
-                        arr = np.array(json.dumps(meta, sort_keys=True))
-                    else:
-                        arr = getattr(store, name)
-                    _write_member(zf, f, name + ".npy", _npy_bytes(arr))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
+        raise StoreError(f"{path}: cannot write the store: {directory} is not a writable directory")
+    with atomic_write(path, "wb") as f:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name in COLUMNS:
+                if name == "metadata":
+                    arr = np.array(json.dumps(meta, sort_keys=True))
+                else:
+                    arr = getattr(store, name)
+                _write_member(zf, f, name + ".npy", _npy_bytes(arr))
 
 
 def _write_member(zf: zipfile.ZipFile, f, name: str, data: bytes) -> None:

@@ -30,12 +30,12 @@ import json
 import mmap
 import os
 import struct
-import tempfile
 from array import array
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from nasbench_jax._io import atomic_write
 from nasbench_jax import constants as C
 from nasbench_jax import store as _store
 from nasbench_jax.errors import NASBenchError
@@ -188,29 +188,16 @@ def write_records(path, payloads: Iterable[bytes]) -> int:
     Returns:
       The number of records written.
     """
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=os.path.dirname(os.path.abspath(path)))
     n = 0
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pending = []
-            for data in payloads:
-                pending.append(encode_record(data))
-                n += 1
-                if len(pending) >= 4096:
-                    f.write(b"".join(pending))
-                    pending.clear()
-            f.write(b"".join(pending))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path, "wb") as f:
+        pending = []
+        for data in payloads:
+            pending.append(encode_record(data))
+            n += 1
+            if len(pending) >= 4096:
+                f.write(b"".join(pending))
+                pending.clear()
+        f.write(b"".join(pending))
     return n
 
 

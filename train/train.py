@@ -42,7 +42,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from typing import Any, Callable, Sequence
 
@@ -53,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from nasbench_jax._io import atomic_write
 from nasbench_jax.errors import ConfigError, NASBenchError
 from nasbench_jax.spec import ModelSpec
 from train import input_pipeline, optim
@@ -241,17 +241,9 @@ def _check_workdir(workdir: str) -> str:
 
 
 def _atomic_write_json(path: str, obj: Any) -> None:
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
 
 
 def _run_fingerprint(spec: ModelSpec, config: Any, dataset: input_pipeline.Dataset, num_devices: int) -> str:
