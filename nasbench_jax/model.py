@@ -318,9 +318,9 @@ class ConvBnRelu(nn.Module):
         kernel = self.param(
             "kernel", conv_kernel_init, (k, k, x.shape[-1], self.features), jnp.float32
         )
-        y = _conv(x, kernel.astype(self.dtype))
-        y = _batch_norm(self, y, train)
-        return nn.relu(y)
+        if kernel.dtype != self.dtype:
+            kernel = kernel.astype(self.dtype)
+        return _batch_norm_relu(self, _conv(x, kernel), train)
 
 
 # ------------------------------------------------------------------------------------------
@@ -472,29 +472,38 @@ def _max_pool(x: jax.Array, window: int, stride: int) -> jax.Array:
     return nn.max_pool(x, (window, window), strides=(stride, stride), padding="SAME")
 
 
-def _batch_norm(layer: ConvBnRelu, y: jax.Array, train: bool) -> jax.Array:
-    """BN variables live directly in the conv layer's scope (flat, readable paths)."""
+def _batch_norm_relu(layer: ConvBnRelu, y: jax.Array, train: bool) -> jax.Array:
+    """BN (TF1 fused semantics) then ReLU; variables live in the conv layer's scope.
+
+    Written with few primitives: tracing cost matters (a paper-config network has ~70 layers).
+    """
     c = y.shape[-1]
-    scale = layer.param("scale", nn.initializers.ones, (c,), jnp.float32)
-    bias = layer.param("bias", nn.initializers.zeros, (c,), jnp.float32)
-    ra_mean = layer.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
-    ra_var = layer.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+    f32 = jnp.float32
+    # Deterministic initialisers need no PRNG key: declaring them as variables of the 'params'
+    # collection skips flax's per-parameter key derivation (a third of the tracing time).
+    scale = layer.variable("params", "scale", jnp.ones, (c,), f32).value
+    bias = layer.variable("params", "bias", jnp.zeros, (c,), f32).value
+    ra_mean = layer.variable("batch_stats", "mean", jnp.zeros, (c,), f32)
+    ra_var = layer.variable("batch_stats", "var", jnp.ones, (c,), f32)
+    yf = y if y.dtype == f32 else y.astype(f32)
     if train:
         axes = tuple(range(y.ndim - 1))
-        yf = y.astype(jnp.float32)
-        mean = jnp.mean(yf, axes)
-        var = jnp.maximum(jnp.mean(jnp.square(yf), axes) - jnp.square(mean), 0.0)
+        n = math.prod(y.shape[:-1])
+        # One pass (E[y], E[y^2]) in float32: XLA fuses both reductions into one sweep.
+        mean = jnp.sum(yf, axes) / n
+        var = jnp.maximum(jnp.sum(yf * yf, axes) / n - mean * mean, 0.0)
         if not layer.is_initializing():
-            n = math.prod(y.shape[:-1])
-            bessel = n / max(n - 1, 1)
             m = layer.bn_momentum
+            # TF1's fused batch norm feeds the unbiased variance to the moving average.
             ra_mean.value = m * ra_mean.value + (1.0 - m) * mean
-            ra_var.value = m * ra_var.value + (1.0 - m) * (var * bessel)
+            ra_var.value = m * ra_var.value + ((1.0 - m) * n / max(n - 1, 1)) * var
     else:
         mean, var = ra_mean.value, ra_var.value
     mul = scale * jax.lax.rsqrt(var + layer.bn_epsilon)
-    add = bias - mean * mul
-    return (y.astype(jnp.float32) * mul + add).astype(layer.dtype)
+    out = yf * mul + (bias - mean * mul)
+    # ReLU as a select: gradient 0 at 0 (TF's ReluGrad), cheaper to trace than jax.nn.relu.
+    out = jnp.where(out > 0, out, 0.0)
+    return out if out.dtype == layer.dtype else out.astype(layer.dtype)
 
 
 # ------------------------------------------------------------------------------------------

@@ -1,0 +1,282 @@
+"""Benchmark: one training step of the NAS-Bench-101 network, ours (JAX/Flax) vs nasbench-pytorch.
+
+One run prints, for the README Inception-like cell at the paper config (batch 256 and 32) and at
+the tiny config (``configs/cpu_tiny.py``):
+
+* training-step images/s (median over timed steps) and compile seconds (trace + lower, XLA
+  compile) of our model, with one step = forward + backward + RMSProp update
+  (``optax.rmsprop(decay=0.9, eps=1.0, initial_scale=1.0, momentum=0.9)``, coupled L2 1e-4);
+* the same for the PyPI package ``nasbench-pytorch`` (``torch.optim.RMSprop`` with alpha 0.9,
+  eps 1.0, momentum 0.9, weight decay 1e-4) on the same cell and batch, and the ratio;
+* FLOPs per image from XLA's cost analysis and the FLOP/s achieved, against this CPU's matmul
+  peak measured in the same run (a large float32 matmul);
+* compile time with JAX's persistent compilation cache cold and warm (two child processes);
+* the ``straightforward`` formulation (lax.conv / nn.max_pool) of the same network, as the
+  in-process baseline of our kernel work.
+
+Usage::
+
+    python bench/bench_model.py                  # everything (several minutes on 2 cores)
+    python bench/bench_model.py --quick          # batch 32 + tiny only, fewer steps
+
+Install the comparison with ``pip install torch==2.13.0 nasbench-pytorch``; without it the
+PyTorch rows are skipped. The machine load (``os.getloadavg``) is printed: other processes on
+the CPUs make every figure slower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+README_MATRIX = [
+    [0, 1, 1, 1, 0, 1, 0],
+    [0, 0, 0, 0, 0, 0, 1],
+    [0, 0, 0, 0, 0, 0, 1],
+    [0, 0, 0, 0, 1, 0, 0],
+    [0, 0, 0, 0, 0, 0, 1],
+    [0, 0, 0, 0, 0, 0, 1],
+    [0, 0, 0, 0, 0, 0, 0],
+]
+README_OPS = ["input", "conv1x1-bn-relu", "conv3x3-bn-relu", "conv3x3-bn-relu",
+              "conv3x3-bn-relu", "maxpool3x3", "output"]
+
+
+@dataclass
+class StepResult:
+    """Timing of one framework at one config and batch size."""
+
+    images_per_s: float
+    step_s: float
+    trace_s: float = float("nan")
+    compile_s: float = float("nan")
+    flops_per_image: float = float("nan")
+
+
+def _load() -> str:
+    return "load average %.2f %.2f %.2f" % os.getloadavg()
+
+
+def _config(name: str):
+    from configs import cpu_tiny, nasbench101
+
+    return (nasbench101 if name == "paper" else cpu_tiny).get_config()
+
+
+def _jax_train_step(net, tx):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    def step(params, batch_stats, opt_state, images, labels):
+        def loss_fn(p):
+            logits, upd = net.apply({"params": p, "batch_stats": batch_stats}, images,
+                                    train=True, mutable=["batch_stats"])
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+            l2 = sum(jnp.sum(jnp.square(v)) for v in jax.tree_util.tree_leaves(p))
+            return loss + 1e-4 * 0.5 * l2, upd["batch_stats"]
+
+        (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), new_stats, opt_state, loss
+
+    return step
+
+
+def bench_jax(config_name: str, batch: int, steps: int, kernels: str = "fast") -> StepResult:
+    """Compile and time our train step. ``kernels``: "fast" or "reference" formulation."""
+    import jax
+    import optax
+
+    import nasbench_jax.model as model
+    from nasbench_jax import ModelSpec
+
+    model._KERNELS = kernels
+    cfg = _config(config_name)
+    net = model.build_network(ModelSpec(README_MATRIX, README_OPS), cfg)
+    size = cfg.image_size
+    images = jax.random.normal(jax.random.key(0), (batch, size, size, 3))
+    labels = jax.random.randint(jax.random.key(1), (batch,), 0, cfg.num_labels)
+    variables = jax.jit(lambda x: net.init(jax.random.key(2), x, train=False))(images[:1])
+    tx = optax.rmsprop(0.1, decay=0.9, eps=1.0, initial_scale=1.0, momentum=0.9)
+    opt_state = tx.init(variables["params"])
+    t0 = time.perf_counter()
+    lowered = jax.jit(_jax_train_step(net, tx), donate_argnums=(0, 1, 2)).lower(
+        variables["params"], variables["batch_stats"], opt_state, images, labels)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    t2 = time.perf_counter()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get("flops", float("nan"))) / batch
+    state = (variables["params"], variables["batch_stats"], opt_state)
+    times = []
+    for i in range(steps + 1):
+        t = time.perf_counter()
+        *state, loss = compiled(*state, images, labels)
+        loss.block_until_ready()
+        if i:  # the first call also allocates and warms caches
+            times.append(time.perf_counter() - t)
+    step_s = float(np.median(times))
+    model._KERNELS = "fast"
+    return StepResult(batch / step_s, step_s, t1 - t0, t2 - t1, flops)
+
+
+def bench_torch(config_name: str, batch: int, steps: int) -> StepResult | None:
+    """Time nasbench-pytorch's network on the same cell, batch and optimiser."""
+    try:
+        import torch
+        from nasbench_pytorch.model import Network as TorchNetwork
+    except ImportError:
+        return None
+    cfg = _config(config_name)
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    # PyTorch's BN momentum is 1 - TF's decay (the port's default 0.997 is the TF number).
+    net = TorchNetwork((np.array(README_MATRIX), README_OPS), num_labels=cfg.num_labels,
+                       stem_out_channels=cfg.stem_filter_size, num_stacks=cfg.num_stacks,
+                       num_modules_per_stack=cfg.num_modules_per_stack,
+                       momentum=1 - 0.997, eps=1e-5)
+    build_s = time.perf_counter() - t0
+    net.train()
+    opt = torch.optim.RMSprop(net.parameters(), lr=0.1, alpha=0.9, eps=1.0, momentum=0.9,
+                              weight_decay=1e-4)
+    size = cfg.image_size
+    images = torch.randn(batch, 3, size, size)
+    labels = torch.randint(0, cfg.num_labels, (batch,))
+    loss_fn = torch.nn.CrossEntropyLoss()
+    times = []
+    for i in range(steps + 1):
+        t = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(images), labels)
+        loss.backward()
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - t)
+    step_s = float(np.median(times))
+    return StepResult(batch / step_s, step_s, compile_s=build_s)
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """Float32 GFLOP/s of an ``n x n`` matmul through XLA (median of ``repeats``)."""
+    import jax
+
+    a = jax.random.normal(jax.random.key(0), (n, n))
+    f = jax.jit(lambda a: a @ a)
+    f(a).block_until_ready()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f(a).block_until_ready()
+        ts.append(time.perf_counter() - t)
+    return 2 * n**3 / float(np.median(ts)) / 1e9
+
+
+def compile_probe(cache_dir: str, batch: int) -> dict:
+    """(Child process) trace+lower and compile seconds with a persistent compilation cache."""
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", cache_dir)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    import optax
+
+    from nasbench_jax import ModelSpec
+    from nasbench_jax.model import build_network
+
+    cfg = _config("paper")
+    net = build_network(ModelSpec(README_MATRIX, README_OPS), cfg)
+    images = jax.ShapeDtypeStruct((batch, 32, 32, 3), jax.numpy.float32)
+    labels = jax.ShapeDtypeStruct((batch,), jax.numpy.int32)
+    variables = jax.eval_shape(lambda x: net.init(jax.random.key(0), x, train=False), images)
+    tx = optax.rmsprop(0.1, decay=0.9, eps=1.0, initial_scale=1.0, momentum=0.9)
+    opt_state = jax.eval_shape(tx.init, variables["params"])
+    t0 = time.perf_counter()
+    lowered = jax.jit(_jax_train_step(net, tx), donate_argnums=(0, 1, 2)).lower(
+        variables["params"], variables["batch_stats"], opt_state, images, labels)
+    t1 = time.perf_counter()
+    lowered.compile()
+    t2 = time.perf_counter()
+    return {"trace_s": t1 - t0, "compile_s": t2 - t1}
+
+
+def _probe_in_child(cache_dir: str, batch: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--compile-probe", cache_dir,
+         "--probe-batch", str(batch)],
+        capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="batch 32 + tiny only, 2 steps")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per row (median)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[256, 32],
+                        help="paper-config batch sizes")
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip the straightforward-formulation baseline")
+    parser.add_argument("--compile-probe", help=argparse.SUPPRESS)
+    parser.add_argument("--probe-batch", type=int, default=32, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.compile_probe:
+        print(json.dumps(compile_probe(args.compile_probe, args.probe_batch)))
+        return 0
+    if args.quick:
+        args.batches, args.steps = [32], 2
+
+    import jax
+    from tqdm import tqdm
+
+    print(f"jax {jax.__version__}, devices {jax.devices()}, {os.cpu_count()} CPUs, {_load()}")
+    rows = [("paper", b) for b in args.batches] + [("tiny", 64)]
+    results = {}
+    peak = matmul_peak()
+    print(f"matmul peak (XLA, 2048^2 f32): {peak:.1f} GFLOP/s")
+    for cfg_name, batch in tqdm(rows, desc="configs", file=sys.stderr):
+        steps = args.steps if cfg_name == "paper" else max(args.steps, 10)
+        ours = bench_jax(cfg_name, batch, steps)
+        ref = None if args.no_reference or cfg_name == "tiny" else bench_jax(
+            cfg_name, batch, steps, kernels="reference")
+        torch_res = None if args.no_torch else bench_torch(cfg_name, batch, steps)
+        results[(cfg_name, batch)] = (ours, ref, torch_res)
+        print(f"\n== {cfg_name} config, batch {batch} ({_load()})")
+        print(f"  ours      : {ours.images_per_s:7.1f} img/s  step {ours.step_s:6.3f} s  "
+              f"trace {ours.trace_s:5.2f} s  compile {ours.compile_s:5.2f} s")
+        gflop = ours.flops_per_image / 1e9
+        achieved = ours.flops_per_image * ours.images_per_s / 1e9
+        print(f"  FLOPs/img : {gflop:.3f} GFLOP (XLA cost analysis, fwd+bwd+update)  "
+              f"achieved {achieved:.1f} GFLOP/s = {achieved / peak:.0%} of matmul peak")
+        if ref:
+            print(f"  straightforward lax.conv/nn.max_pool: {ref.images_per_s:7.1f} img/s  "
+                  f"compile {ref.compile_s:5.2f} s  -> ours x{ours.images_per_s / ref.images_per_s:.2f}")
+        if torch_res:
+            print(f"  nasbench-pytorch: {torch_res.images_per_s:7.1f} img/s  step "
+                  f"{torch_res.step_s:6.3f} s  (build {torch_res.compile_s:.2f} s)  -> ours "
+                  f"x{ours.images_per_s / torch_res.images_per_s:.2f}")
+    with tempfile.TemporaryDirectory() as cache:
+        cold = _probe_in_child(cache, 32)
+        warm = _probe_in_child(cache, 32)
+    print(f"\n== persistent compilation cache (paper config, batch 32, fresh processes)")
+    print(f"  cold: trace+lower {cold['trace_s']:.2f} s  compile {cold['compile_s']:.2f} s")
+    print(f"  warm: trace+lower {warm['trace_s']:.2f} s  compile {warm['compile_s']:.2f} s")
+    print(f"\n{_load()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
