@@ -17,6 +17,7 @@ from nasbench_jax.errors import NASBenchError
 COMMANDS = {
     "enumerate": ("nasbench_jax.commands.enumerate", "enumerate every unique cell of the space"),
     "train": ("train.cli", "train one cell with the paper's protocol"),
+    "build": ("train.build_cli", "train many cells as one worker and write a store shard"),
     "import": ("nasbench_jax.commands.store_io", "import an original .tfrecord into an .npz store"),
     "export": ("nasbench_jax.commands.store_io", "export an .npz store to the original .tfrecord format"),
     "verify": ("nasbench_jax.commands.store_io", "check an .npz store"),

@@ -89,7 +89,7 @@ def apply_overrides(config: Any, overrides: list[tuple[str, str]]) -> Any:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``train`` arguments (and ``--config.FIELD=VALUE`` override support)."""
-    parser.add_argument("--config", required=True, help="config file path or shipped name (nasbench101, cpu_tiny)")
+    add_config_arguments(parser)
     parser.add_argument("--matrix", required=True, help="adjacency matrix as JSON, e.g. '[[0,1],[0,0]]'")
     parser.add_argument("--ops", required=True, help="vertex labels as JSON, e.g. '[\"input\",\"output\"]'")
     parser.add_argument("--workdir", required=True, help="checkpoints, metrics and results.json (resumed if present)")
@@ -97,6 +97,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-metrics", action="store_true",
                         help="do not write TensorBoard metrics (avoids importing TensorFlow)")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config NAME_OR_PATH`` plus ``--config.FIELD=VALUE`` overrides (in ``args.config_overrides``)."""
+    parser.add_argument("--config", required=True, help="config file path or shipped name (nasbench101, cpu_tiny)")
     parser.epilog = "Override any config field with --config.FIELD=VALUE, e.g. --config.train_epochs=12."
     original = parser.parse_known_args
 
