@@ -27,7 +27,7 @@ from nasbench_jax.errors import ConfigError, NASBenchError
 
 #: rough evaluations per (max_time / median 108-epoch time), per method; invalid proposals and
 #: short budgets take loop steps too (see search.common).
-_STEP_FACTOR = {"hyperband": 10.0}
+_STEP_FACTOR = {"hyperband": 16.0}
 
 
 class RunsFileError(NASBenchError, ValueError):

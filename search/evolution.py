@@ -56,19 +56,25 @@ NOTEBOOK_CONFIG = EvolutionConfig(population_size=50, tournament_size=10,
                                   tournament_with_replacement=False)
 
 
+def _mutate_word(word, bits, ops):
+    """The paper's mutation driven by one random ``uint32`` word: ``word mod 26`` picks the
+    variable, the next base-2 digit the op shift (1 or 2). Uniform up to a relative bias below
+    1e-8 (2^32 is not a multiple of 52)."""
+    var = (word % jnp.uint32(common.NUM_EDGE_VARS + common.NUM_OP_VARS)).astype(jnp.int32)
+    shift = 1 + ((word // jnp.uint32(common.NUM_EDGE_VARS + common.NUM_OP_VARS)) % jnp.uint32(2)).astype(jnp.int32)
+    is_edge = var < common.NUM_EDGE_VARS
+    flip = jnp.left_shift(jnp.uint32(1), jnp.clip(var, 0, common.NUM_EDGE_VARS - 1).astype(jnp.uint32))
+    bits = jnp.where(is_edge, bits ^ flip, bits)
+    which = (jnp.arange(common.NUM_OP_VARS) == var - common.NUM_EDGE_VARS) & ~is_edge
+    ops = jnp.where(which, (ops + shift) % C.NUM_OPS, ops)
+    return bits, ops
+
+
 def mutate_config(key, bits, ops):
     """The paper's mutation of one packed configuration (``uint32`` edges, ``int[5]`` ops):
     one of the 26 variables chosen uniformly; an edge is flipped, an op replaced by one of the
     two other ops uniformly."""
-    k_var, k_op = jax.random.split(key)
-    var = jax.random.randint(k_var, (), 0, common.NUM_EDGE_VARS + common.NUM_OP_VARS)
-    is_edge = var < common.NUM_EDGE_VARS
-    flip = jnp.left_shift(jnp.uint32(1), jnp.clip(var, 0, common.NUM_EDGE_VARS - 1).astype(jnp.uint32))
-    bits = jnp.where(is_edge, bits ^ flip, bits)
-    shift = jax.random.randint(k_op, (), 1, C.NUM_OPS)  # 1 or 2: one of the other ops
-    which = (jnp.arange(common.NUM_OP_VARS) == var - common.NUM_EDGE_VARS) & ~is_edge
-    ops = jnp.where(which, (ops + shift) % C.NUM_OPS, ops)
-    return bits, ops
+    return _mutate_word(jax.random.bits(key, (), jnp.uint32), bits, ops)
 
 
 def mutate(key, adjacency, operations):
@@ -87,14 +93,19 @@ def _init(key, config: EvolutionConfig):
 
 def _propose(state, step, config: EvolutionConfig):
     p, t = config.population_size, config.tournament_size
-    key, k_rand, k_tour, k_mut = jax.random.split(state["key"], 4)
-    rand_bits, rand_ops = common.random_configs(k_rand)
+    key, sub = jax.random.split(state["key"])
+    # one block of random words per step: 2 for a fresh configuration, 1 for the mutation,
+    # t for the tournament (index = word mod P, relative bias < P / 2^32)
+    words = jax.random.bits(sub, (3 + t,), jnp.uint32)
+    rand_bits = words[0] & jnp.uint32((1 << common.NUM_EDGE_VARS) - 1)
+    code = (words[1] % jnp.uint32(243)).astype(jnp.int32)
+    rand_ops = (code // jnp.asarray([81, 27, 9, 3, 1], jnp.int32)) % C.NUM_OPS
     if config.tournament_with_replacement:
-        members = jax.random.randint(k_tour, (t,), 0, p)
+        members = (words[3:] % jnp.uint32(p)).astype(jnp.int32)
     else:
-        members = jax.random.permutation(k_tour, p)[:t]
+        members = jax.random.permutation(jax.random.fold_in(sub, 1), p)[:t]
     parent = members[jnp.argmax(state["acc"][members])]
-    mut_bits, mut_ops = mutate_config(k_mut, state["bits"][parent], state["ops"][parent])
+    mut_bits, mut_ops = _mutate_word(words[2], state["bits"][parent], state["ops"][parent])
     filling = step < p
     bits = jnp.where(filling, rand_bits, mut_bits)
     ops = jnp.where(filling, rand_ops, mut_ops)
