@@ -23,10 +23,11 @@ import importlib
 import jax
 
 from nasbench_jax.errors import ConfigError
+from search import regret  # noqa: F401  (search.regret.summarize)
 from search.common import SearchBudget, Trajectory
 
 __all__ = ["ALGORITHMS", "SearchBudget", "Trajectory", "get_algorithm", "default_config", "run",
-           "check_budget", "UnknownAlgorithmError"]
+           "check_budget", "replace_config", "regret", "UnknownAlgorithmError"]
 
 
 class UnknownAlgorithmError(ConfigError):

@@ -29,7 +29,7 @@ from nasbench_jax.errors import ConfigError
 from search import common
 from search.evolution import mutate
 
-__all__ = ["BananasConfig", "ALGORITHM", "encode"]
+__all__ = ["BananasConfig", "ALGORITHM", "bananas", "encode"]
 
 _FEATURES = common.NUM_EDGE_VARS + common.NUM_OP_VARS * C.NUM_OPS  # 36
 
@@ -163,3 +163,15 @@ def _update(state, step, cell, result, config: BananasConfig):
 
 
 ALGORITHM = common.Algorithm("bananas", _init, _propose, _update)
+
+
+def bananas(key, table, config: BananasConfig = BananasConfig(),
+            budget: common.SearchBudget = common.SearchBudget()) -> common.Trajectory:
+    """One seed of the BANANAS-style search (see :func:`search.run` for many seeds in one program).
+
+    Returns:
+      A :class:`~search.common.Trajectory` with ``[max_evaluations]`` arrays.
+    """
+    from search import run
+
+    return jax.tree.map(lambda x: x[0], run(ALGORITHM.name, key[None], table, config, budget=budget))

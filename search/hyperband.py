@@ -29,7 +29,7 @@ from nasbench_jax import constants as C
 from nasbench_jax.errors import ConfigError
 from search import common
 
-__all__ = ["HyperbandConfig", "ALGORITHM", "SCHEDULE"]
+__all__ = ["HyperbandConfig", "ALGORITHM", "hyperband", "SCHEDULE"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,3 +95,15 @@ def _budget_index(step):
 
 ALGORITHM = common.Algorithm("hyperband", _init, _propose, _update, budget_index=_budget_index,
                              budgets_needed=tuple(C.BUDGETS))
+
+
+def hyperband(key, table, config: HyperbandConfig = HyperbandConfig(),
+              budget: common.SearchBudget = common.SearchBudget()) -> common.Trajectory:
+    """One seed of Hyperband (see :func:`search.run` for many seeds in one program).
+
+    Returns:
+      A :class:`~search.common.Trajectory` with ``[max_evaluations]`` arrays.
+    """
+    from search import run
+
+    return jax.tree.map(lambda x: x[0], run(ALGORITHM.name, key[None], table, config, budget=budget))

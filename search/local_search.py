@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from nasbench_jax.errors import ConfigError
 from search import common
 
-__all__ = ["LocalSearchConfig", "ALGORITHM"]
+__all__ = ["LocalSearchConfig", "ALGORITHM", "local_search"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,3 +75,15 @@ def _update(state, step, cell, result, config):
 
 
 ALGORITHM = common.Algorithm("local_search", _init, _propose, _update)
+
+
+def local_search(key, table, config: LocalSearchConfig = LocalSearchConfig(),
+                 budget: common.SearchBudget = common.SearchBudget()) -> common.Trajectory:
+    """One seed of local search (see :func:`search.run` for many seeds in one program).
+
+    Returns:
+      A :class:`~search.common.Trajectory` with ``[max_evaluations]`` arrays.
+    """
+    from search import run
+
+    return jax.tree.map(lambda x: x[0], run(ALGORITHM.name, key[None], table, config, budget=budget))

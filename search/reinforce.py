@@ -24,7 +24,7 @@ from nasbench_jax import constants as C
 from nasbench_jax.errors import ConfigError
 from search import common
 
-__all__ = ["ReinforceConfig", "ALGORITHM"]
+__all__ = ["ReinforceConfig", "ALGORITHM", "reinforce"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,3 +81,15 @@ def _update(state, step, cell, result, config: ReinforceConfig):
 
 
 ALGORITHM = common.Algorithm("reinforce", _init, _propose, _update)
+
+
+def reinforce(key, table, config: ReinforceConfig = ReinforceConfig(),
+              budget: common.SearchBudget = common.SearchBudget()) -> common.Trajectory:
+    """One seed of REINFORCE (see :func:`search.run` for many seeds in one program).
+
+    Returns:
+      A :class:`~search.common.Trajectory` with ``[max_evaluations]`` arrays.
+    """
+    from search import run
+
+    return jax.tree.map(lambda x: x[0], run(ALGORITHM.name, key[None], table, config, budget=budget))

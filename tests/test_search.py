@@ -358,3 +358,15 @@ def test_bad_input_gets_clear_errors(mini):
     only108 = table.replace(budgets=(108,))
     with pytest.raises(ConfigError, match=r"needs \[4, 12, 36\] epochs"):
         search.run("hyperband", keys, only108)
+
+
+def test_single_seed_function_equals_its_row_of_the_many_seed_run(mini):
+    """A seed's trajectory does not depend on the other seeds run with it."""
+    from search import random_search
+
+    keys = jax.random.split(jax.random.key(0), seeds_of("random_search"))
+    one = jax.tree.map(np.asarray, random_search.random_search(keys[5], mini[0], small_config("random_search"),
+                                                               BUDGET))
+    many = run_small("random_search", mini[0])
+    for name in ("time_s", "valid", "index", "incumbent_test_acc", "num_steps"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(many, name)[5])
