@@ -64,12 +64,20 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
                             metavar="V", help=argparse.SUPPRESS)
 
 
+def _default_mode(path: str) -> None:
+    """Give a ``mkstemp`` file (mode 0600) the permissions a plain ``open`` would have."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def _atomic_savez(path: str, **arrays) -> None:
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=d, prefix=os.path.basename(path) + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+        _default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -181,11 +189,17 @@ def run_plot(args) -> int:
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for r in runs:
         t = r["time_grid"]
-        reg = np.clip(r["test_regret"], 1e-5, None)  # log scale: regret 0 shown at 1e-5
+        reg = np.asarray(r["test_regret"], np.float64)
+        best = r["metadata"].get("best_test_accuracy")
+        # curves start once every run has an incumbent (before that a run's regret is the best
+        # accuracy itself, which would dwarf the rest of the plot)
+        started = np.ones(t.shape, bool) if best is None else np.all(reg < best - 1e-9, axis=0)
+        reg = np.clip(reg, 1e-5, None)  # log scale: regret 0 shown at 1e-5
         q25, q75 = np.percentile(reg, [25, 75], axis=0)
         name = r["metadata"]["algorithm"]
-        line, = ax.plot(t, reg.mean(0), label=f"{name} ({reg.shape[0]} runs)")
-        ax.fill_between(t, q25, q75, color=line.get_color(), alpha=0.2, linewidth=0)
+        mean = np.where(started, reg.mean(0), np.nan)
+        line, = ax.plot(t, mean, label=f"{name} ({reg.shape[0]} runs)")
+        ax.fill_between(t, q25, q75, where=started, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("simulated training time (s)")
@@ -201,6 +215,7 @@ def run_plot(args) -> int:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110)
+        _default_mode(tmp)
         os.replace(tmp, args.out)
     finally:
         if os.path.exists(tmp):
