@@ -370,3 +370,44 @@ def test_single_seed_function_equals_its_row_of_the_many_seed_run(mini):
     many = run_small("random_search", mini[0])
     for name in ("time_s", "valid", "index", "incumbent_test_acc", "num_steps"):
         np.testing.assert_array_equal(getattr(one, name), getattr(many, name)[5])
+
+
+def test_search_and_plot_commands_end_to_end(mini, tmp_path):
+    """`nasbench-jax search` writes the runs file (same shapes as the tests' runs, so the
+    compiled program is reused) and `nasbench-jax plot` draws it."""
+    import json
+
+    from nasbench_jax import cli as main_cli
+
+    path = tmp_path / "mini.npz"
+    st.write_store(str(path), mini[1])
+    out = tmp_path / "rs.npz"
+    rc = main_cli.main(["search", "--store", str(path), "--algorithm", "random_search", "--seeds", str(SEEDS),
+                        "--chunk", str(SEEDS), "--max-time", str(BUDGET.max_time_s), "--max-evaluations",
+                        str(BUDGET.max_evaluations), "--grid-points", "50", "--out", str(out),
+                        "--config.candidates_per_step=16"])
+    assert rc == 0
+    with np.load(out) as z:
+        assert z["time_grid"].shape == (50,) and z["test_regret"].shape == (SEEDS, 50)
+        assert z["valid_regret"].shape == (SEEDS, 50)
+        meta = json.loads(str(z["metadata"]))
+        reg = z["test_regret"]
+    assert meta["algorithm"] == "random_search" and meta["config"] == {"candidates_per_step": 16}
+    assert meta["store_synthetic"] is True and meta["seeds"] == SEEDS
+    best, _ = regret.optimum_from_store(mini[1])
+    assert meta["best_test_accuracy"] == pytest.approx(best)
+    # the file's final regrets are the library's, seed by seed (master seed 0)
+    tr = run_small("random_search", mini[0])
+    np.testing.assert_allclose(reg[:, -1], regret.regret_at(tr.time_s, tr.active, tr.incumbent_test_acc, best,
+                                                            [BUDGET.max_time_s])[:, 0], rtol=1e-6)
+    assert main_cli.main(["plot", str(out), "--out", str(tmp_path / "r.png")]) == 0
+    assert (tmp_path / "r.png").stat().st_size > 1000
+    # a store without the budgets Hyperband needs
+    import dataclasses
+
+    s108 = dataclasses.replace(mini[1], budgets=np.array([108], np.int32),
+                               metadata=dict(mini[1].metadata, budgets=[108]),
+                               **{m: np.asarray(getattr(mini[1], m))[:, 3:] for m in st.METRIC_NAMES})
+    st.write_store(str(tmp_path / "s108.npz"), s108)
+    assert main_cli.main(["search", "--store", str(tmp_path / "s108.npz"), "--algorithm", "hyperband",
+                          "--out", str(tmp_path / "hb.npz")]) == 2
