@@ -26,7 +26,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from nasbench_jax import constants as C
-from nasbench_jax.errors import ConfigError
 from search import common
 
 __all__ = ["HyperbandConfig", "ALGORITHM", "hyperband", "SCHEDULE"]

@@ -14,7 +14,6 @@ from scipy import stats
 
 import search
 from nasbench_jax import api, space, synthetic
-from nasbench_jax import constants as C
 from nasbench_jax import store as st
 from nasbench_jax.errors import ConfigError
 from nasbench_jax.graph import reference
