@@ -4,7 +4,8 @@ A search method is three pure per-seed functions (see :class:`Algorithm`): ``ini
 state from a PRNG key), ``propose`` (the state and the step number -> one raw cell to
 evaluate) and ``update`` (fold the evaluation result back into the state). :func:`run_search`
 ``vmap`` s them over seeds and runs them inside one ``lax.while_loop`` in one compiled
-program; the evaluation of all seeds' proposals is a single batched table query per step.
+program; each step evaluates all seeds' proposals with one batched store lookup plus a
+repeat draw per seed (each seed's own key, so a seed's trajectory does not depend on the others).
 
 **Configurations** are the benchmark scripts' main encoding (reference spec §8.4): 21 binary
 edge variables (row-major upper triangle of a 7x7 matrix, ``np.triu_indices(7, 1)`` order)
