@@ -410,3 +410,33 @@ def test_search_and_plot_commands_end_to_end(mini, tmp_path):
     st.write_store(str(tmp_path / "s108.npz"), s108)
     assert main_cli.main(["search", "--store", str(tmp_path / "s108.npz"), "--algorithm", "hyperband",
                           "--out", str(tmp_path / "hb.npz")]) == 2
+
+
+def test_a_store_with_fewer_cells_treats_absent_cells_as_invalid(mini):
+    """A real store that holds only some cells (no placeholder rows): absent cells -- here every
+    cell with 6 vertices and every 7-vertex cell -- are invalid: cost 0, never incumbents."""
+    store = mini[1]
+    keep = np.asarray(store.num_vertices) <= 5
+    sub = st.make_store(
+        adjacency=store.adjacency[keep], operations=store.operations[keep],
+        num_vertices=store.num_vertices[keep], module_hash=store.module_hash[keep],
+        trainable_parameters=store.trainable_parameters[keep], canonical_code=store.canonical_code[keep],
+        metrics={m: np.asarray(getattr(store, m))[keep] for m in st.METRIC_NAMES}, synthetic=True)
+    table = api.QueryTable.from_store(sub)
+    tr = jax.tree.map(np.asarray, search.run("random_search", jax.random.split(jax.random.key(3), 4), table,
+                                             budget=search.SearchBudget(max_time_s=2e4, max_evaluations=64),
+                                             record_cells=True))
+    absent = 0
+    for s in range(4):
+        for i in range(tr.num_steps[s]):
+            spec = ModelSpec(tr.adjacency[s, i], space.labels_to_ops(tr.operations[s, i]))
+            if not is_valid(spec):  # all 16 draws of the step invalid (p ~ 0.5 %): recorded as such
+                assert not tr.valid[s, i]
+                continue
+            if len(spec.ops) > 5:
+                absent += 1
+                assert not tr.valid[s, i] and tr.index[s, i] == -1
+                assert i == 0 or tr.time_s[s, i] == tr.time_s[s, i - 1]
+            else:
+                assert tr.valid[s, i]
+    assert absent > 0 and tr.valid.sum() > 0
