@@ -371,33 +371,47 @@ def _ranks_cols(keys, valid):
     return jnp.sum(before, axis=1, dtype=jnp.int32)
 
 
-def _slots_from_rank(rank, adj_f):
-    """Stream-slot vertex of each message via per-cell 7x7 products (see ``_stream_slots``).
+def _build_slot_table() -> np.ndarray:
+    """Stream layout of a message from its neighbour bitmasks in *sorted-position* space.
 
-    The position of in-neighbour ``w`` in the sorted in-list of ``v`` is the number of
-    in-neighbours ranked below it, ``(A^T L)[v, w]`` with ``L[u, w] = rank u < rank w``; the
-    out-list likewise with ``A L``, offset by the in-degree.
+    Index ``in_mask * 128 + out_mask`` (bit ``p`` set: the vertex at sorted position ``p`` is an
+    in-/out-neighbour) -> ``int32[8]``: the sorted positions of the in-neighbours in order,
+    then of the out-neighbours, then ``7`` (the vertex itself), then ``8`` (empty slot).
     """
-    lt = rank[:, :, None] < rank[:, None, :]  # [n, u, w]
-    a = adj_f > 0
-    # tiny batched products as broadcast-and-reduce (XLA:CPU runs [n, 7, 7] dots one by one)
-    pin = jnp.sum(a[:, :, :, None] & lt[:, :, None, :], axis=1, dtype=jnp.int32)  # [n, v, w]
-    pout = jnp.sum(a[:, :, :, None] & lt[:, None, :, :], axis=2, dtype=jnp.int32)
-    indeg = jnp.sum(a, axis=1, dtype=jnp.int32)  # [n, v]
-    outdeg = jnp.sum(a, axis=2, dtype=jnp.int32)
-    is_in = jnp.transpose(adj_f, (0, 2, 1)) > 0  # [n, v, w]
-    is_out = adj_f > 0
-    own = jnp.eye(_V, dtype=bool)[None]
-    pos = jnp.where(
-        is_in,
-        pin,
-        jnp.where(is_out, indeg[:, :, None] + pout, jnp.where(own, (indeg + outdeg)[:, :, None], 99)),
-    )
-    idx = jnp.arange(_V)
-    onehot = pos[..., None] == idx  # [n, v, w, s]
-    slot = jnp.sum(jnp.where(onehot, idx[None, None, :, None], 0), axis=2)
-    filled = jnp.any(onehot, axis=2)
-    return jnp.where(filled, slot, _V).astype(jnp.int32)
+    table = np.full((128 * 128, 8), 8, np.int32)
+    for inm in range(128):
+        ins = [p for p in range(_V) if inm >> p & 1]
+        for outm in range(128):
+            lst = ins + [p for p in range(_V) if outm >> p & 1] + [_V]
+            if len(lst) <= 8:  # every real message (at most 6 neighbours + itself)
+                table[inm * 128 + outm, : len(lst)] = lst
+    return table
+
+
+_SLOT_TABLE = _build_slot_table()
+
+
+@jax.jit
+def _slot_cols_step(rank, adj_i):
+    """Per message, the digest column of each of its 8 stream slots (see :func:`_slot_cols`).
+
+    Neighbour lists are sorted by hash through the ranks: a vertex's in- and out-neighbours as
+    7-bit masks over sorted positions, one table lookup for the slot layout, and the vertex at
+    each sorted position. All ``[n, 7, 7]``/``[n, 7, 8]`` work (no ``[n, 7, 7, 7]`` products).
+    """
+    n = rank.shape[0]
+    idx = jnp.arange(_V, dtype=jnp.int32)
+    bit = jnp.left_shift(jnp.int32(1), rank)  # [n, 7]: bit of each vertex's sorted position
+    inm = jnp.sum(adj_i * bit[:, :, None], axis=1)  # [n, v]: over w with w -> v
+    outm = jnp.sum(adj_i * bit[:, None, :], axis=2)  # [n, v]: over w with v -> w
+    ent = jnp.asarray(_SLOT_TABLE).at[inm * 128 + outm].get(mode="clip")  # [n, v, 8]
+    # vertex at each sorted position (rank is a permutation of 0..6 per cell)
+    order = jnp.sum(jnp.where(rank[:, :, None] == idx[None, None, :], idx[None, :, None], 0), axis=1)
+    vert = jnp.take_along_axis(order[:, None, :], jnp.minimum(ent, _V - 1), axis=2, mode="clip")
+    base = (jnp.arange(n, dtype=jnp.int32) * _V)[:, None, None]
+    own = idx[None, :, None]
+    cols = jnp.where(ent < _V, base + vert, jnp.where(ent == _V, base + own, n * _V))
+    return cols.reshape(n * _V, 8).T
 
 
 @jax.jit
@@ -406,31 +420,20 @@ def _rank_step(d, valid):
     return _ranks_cols(md5.sort_keys(d[:, : n * _V]).reshape(4, n, _V), valid)
 
 
-_slots_step = jax.jit(_slots_from_rank)
-
-
-@jax.jit
-def _cols_step(slots):
-    n = slots.shape[0]
-    base = (jnp.arange(n, dtype=jnp.int32) * _V)[:, None, None]
-    cols = jnp.where(slots < _V, base + slots, n * _V).reshape(n * _V, _V).T
-    return jnp.concatenate([cols, jnp.full((1, n * _V), n * _V, jnp.int32)], axis=0)
-
-
-def _slot_cols(d, adj_f, valid):
+def _slot_cols(d, adj_i, valid):
     """Per message, the digest column of each of its 8 stream slots (``int32[8, n*7]``).
 
     Args:
       d: ``uint32[4, n*7 + 1]`` current digests (last column scratch);
-      adj_f: ``float32[n, 7, 7]`` 0/1; valid: ``bool[n, 7]``.
+      adj_i: ``int32[n, 7, 7]`` 0/1; valid: ``bool[n, 7]``.
 
     Returns:
       ``int32[8, n*7]``; empty slots point at column ``n*7`` (a zero hex row).
 
-    Three separately jitted stages: compiled as one program, XLA:CPU fuses each stage into
-    its consumer, recomputes it per output element and runs about three times slower.
+    Two separately jitted stages: compiled as one program, XLA:CPU fuses the ranks into their
+    consumers and recomputes them per output element.
     """
-    return _cols_step(_slots_step(_rank_step(d, valid), adj_f))
+    return _slot_cols_step(_rank_step(d, valid), adj_i)
 
 
 @jax.jit
@@ -440,12 +443,12 @@ def _hex_rows(d):
     return jnp.where(col == d.shape[1] - 1, jnp.uint32(0), md5.hex_words_cols(d).T)
 
 
-def _prep_round(d, adj_f, valid):
+def _prep_round(d, adj_i, valid):
     """``(hexrows uint32[n*7 + 1, 8], slot_cols int32[8, n*7])`` for one round.
 
     Separate jitted calls (see :func:`_slot_cols`).
     """
-    return _hex_rows(d), _slot_cols(d, adj_f, valid)
+    return _hex_rows(d), _slot_cols(d, adj_i, valid)
 
 
 @functools.partial(jax.jit, static_argnames=("k",))
@@ -513,7 +516,7 @@ def _hash_chunk(adj: np.ndarray, ops: np.ndarray, nv: np.ndarray) -> np.ndarray:
     b_all = out_deg.reshape(-1)
     kblk = ROUND_BLOCKS[a_all + b_all]
     valid_j = jnp.asarray(valid)
-    adj_j = jnp.asarray(adj.astype(np.float32))
+    adj_j = jnp.asarray(adj.astype(np.int32))
     scratch = n * _V
     plan_cache: dict = {}
     for r in range(_V):
