@@ -466,20 +466,28 @@ def _scatter(d, sidx, new):
     return d.at[:, sidx].set(new)
 
 
-@functools.partial(jax.jit, static_argnames=("k",))
-def _take_cols(words, g, k: int):
-    return tuple(words[16 * i : 16 * (i + 1), g] for i in range(k))
+@jax.jit
+def _take_final(words, g):
+    """The 5 final-message blocks (``uint32[16, m]`` each) of cells ``g``.
+
+    Always all 5 (one compiled shape); callers compress only the first ``FINAL_BLOCKS[V]``.
+    """
+    return tuple(words[16 * i : 16 * (i + 1)].at[:, g].get(mode="clip") for i in range(5))
 
 
 @jax.jit
-def _final_prep(d, valid, nv):
-    n = valid.shape[0]
-    dd = d[:, : n * _V].T.reshape(n, _V, 4)
-    rank = _ranks_cols(md5.sort_keys(d[:, : n * _V]).reshape(4, n, _V), valid)
-    order = jnp.argsort(rank, axis=-1)
-    d_sorted = jnp.take_along_axis(dd, order[..., None], axis=1)
-    hexw = md5.hex_words(d_sorted)  # [n, 7, 8]
-    return _final_words(jnp.transpose(hexw, (2, 1, 0)), nv)
+def _final_prep(d, rank, nv):
+    """Final message words ``uint32[80, n]`` from the digests and their in-cell ranks.
+
+    The digests are put in sorted order by a one-hot select over ``[n, 7, 7]`` (no sort, no
+    gather: cheaper to compile and to run on XLA:CPU than ``argsort`` + ``take_along_axis``).
+    """
+    n = nv.shape[0]
+    dc = d[:, : n * _V].reshape(4, n, _V, 1)  # [4, n, v, 1]
+    onehot = rank[:, :, None] == jnp.arange(_V, dtype=jnp.int32)[None, None, :]  # [n, v, p]
+    d_sorted = jnp.sum(jnp.where(onehot[None], dc, jnp.uint32(0)), axis=2, dtype=jnp.uint32)
+    hexw = md5.hex_words_cols(d_sorted.reshape(4, n * _V)).reshape(8, n, _V)
+    return _final_words(jnp.transpose(hexw, (0, 2, 1)), nv)
 
 
 def _pieces(idx: np.ndarray, size: int, pad_gather: int, pad_scatter: int):
@@ -538,7 +546,7 @@ def _hash_chunk(adj: np.ndarray, ops: np.ndarray, nv: np.ndarray) -> np.ndarray:
             new_parts.append((s, _md5_cols(words)))
         for s, new in new_parts:
             d = _scatter(d, s, new)
-    words = _final_prep(d, valid_j, jnp.asarray(nv))
+    words = _final_prep(d, _rank_step(d, valid_j), jnp.asarray(nv))
     out = np.zeros((n_real, 4), np.uint32)
     for v in range(2, _V + 1):
         sel = np.flatnonzero(nv[:n_real] == v).astype(np.int32)
@@ -549,7 +557,7 @@ def _hash_chunk(adj: np.ndarray, ops: np.ndarray, nv: np.ndarray) -> np.ndarray:
             part = sel[start : start + msize]
             g = np.zeros(msize, np.int32)
             g[: len(part)] = part
-            res = np.asarray(_md5_cols(_take_cols(words, jnp.asarray(g), kf))).T
+            res = np.asarray(_md5_cols(_take_final(words, jnp.asarray(g))[:kf])).T
             out[part] = res[: len(part)]
     return out
 
