@@ -19,10 +19,10 @@ import json
 import math
 import os
 import sys
-import tempfile
 
 import numpy as np
 
+from nasbench_jax._io import atomic_path, atomic_write
 from nasbench_jax.errors import ConfigError, NASBenchError
 
 #: rough evaluations per (max_time / median 108-epoch time), per method; invalid proposals and
@@ -64,25 +64,11 @@ def configure_search(parser: argparse.ArgumentParser) -> None:
                             metavar="V", help=argparse.SUPPRESS)
 
 
-def _default_mode(path: str) -> None:
-    """Give a ``mkstemp`` file (mode 0600) the permissions a plain ``open`` would have."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
-def _atomic_savez(path: str, **arrays) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        _default_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def save_runs(path: str, *, time_grid, test_regret, valid_regret, num_steps, final_time_s, metadata: dict) -> None:
+    """Write a runs file (atomically): the arrays plus ``metadata`` as JSON."""
+    with atomic_write(path, "wb") as f:
+        np.savez(f, time_grid=time_grid, test_regret=test_regret, valid_regret=valid_regret,
+                 num_steps=num_steps, final_time_s=final_time_s, metadata=np.array(json.dumps(metadata)))
 
 
 def run_search(args) -> int:
@@ -150,17 +136,20 @@ def run_search(args) -> int:
                 store_synthetic=bool(store.metadata.get("synthetic", False)), best_test_accuracy=best_test,
                 best_valid_accuracy=best_valid, runs_cut_short=short)
     test = np.concatenate(tests)
-    _atomic_savez(args.out, time_grid=grid, test_regret=test, valid_regret=np.concatenate(valids),
-                  num_steps=steps, final_time_s=final_t, metadata=np.array(json.dumps(meta)))
+    save_runs(args.out, time_grid=grid, test_regret=test, valid_regret=np.concatenate(valids),
+              num_steps=steps, final_time_s=final_t, metadata=meta)
     print(f"{args.algorithm}: {args.seeds} runs; final test regret mean {test[:, -1].mean():.5f}, "
           f"median {np.median(test[:, -1]):.5f} -> {args.out}", file=sys.stderr)
     return 0
 
 
+_DEFAULT_TITLE = "Test regret (mean, 25-75 % band)"
+
+
 def configure_plot(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", help="runs .npz files from `nasbench-jax search`")
     parser.add_argument("--out", required=True, help="output image (.png, .pdf, ...)")
-    parser.add_argument("--title", default="Test regret (mean, 25-75 % band)")
+    parser.add_argument("--title", default=_DEFAULT_TITLE)
 
 
 def load_runs(path: str) -> dict:
@@ -180,12 +169,19 @@ def load_runs(path: str) -> dict:
 
 
 def run_plot(args) -> int:
+    plot_runs(args.runs, args.out, title=args.title)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def plot_runs(paths, out: str, title: str = _DEFAULT_TITLE) -> None:
+    """Draw test regret vs simulated time (log-log; mean and 25-75 % band per runs file)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [load_runs(p) for p in args.runs]
+    runs = [load_runs(p) for p in paths]
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for r in runs:
         t = r["time_grid"]
@@ -205,21 +201,11 @@ def run_plot(args) -> int:
     ax.set_xlabel("simulated training time (s)")
     ax.set_ylabel("test regret")
     synthetic = any(r["metadata"].get("store_synthetic") for r in runs)
-    ax.set_title(args.title + (" - SYNTHETIC store" if synthetic else ""))
+    ax.set_title(title + (" - SYNTHETIC store" if synthetic else ""))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    d = os.path.dirname(os.path.abspath(args.out))
-    ext = os.path.splitext(args.out)[1] or ".png"
-    fd, tmp = tempfile.mkstemp(dir=d, suffix=ext)
-    os.close(fd)
-    try:
+    ext = os.path.splitext(out)[1] or ".png"
+    with atomic_path(out, suffix=ext) as tmp:
         fig.savefig(tmp, dpi=110)
-        _default_mode(tmp)
-        os.replace(tmp, args.out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     plt.close(fig)
-    print(f"wrote {args.out}", file=sys.stderr)
-    return 0

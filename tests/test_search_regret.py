@@ -1,6 +1,5 @@
 """Regret summaries, the runs file / plot CLI, and the synthetic landscape."""
 
-import json
 import types
 
 import numpy as np
@@ -53,9 +52,9 @@ def test_plot_and_runs_file_errors(tmp_path):
     grid = regret.log_time_grid(1e5, 20)
     rng = np.random.default_rng(0)
     for name in ("random_search", "regularized_evolution"):
-        cli._atomic_savez(str(tmp_path / f"{name}.npz"), time_grid=grid,
-                          test_regret=np.abs(rng.normal(0.01, 0.005, (8, 20))),
-                          valid_regret=np.zeros((8, 20)), metadata=np.array(json.dumps({"algorithm": name})))
+        cli.save_runs(str(tmp_path / f"{name}.npz"), time_grid=grid,
+                      test_regret=np.abs(rng.normal(0.01, 0.005, (8, 20))), valid_regret=np.zeros((8, 20)),
+                      num_steps=np.full(8, 20), final_time_s=np.full(8, 1e5), metadata={"algorithm": name})
     out = tmp_path / "regret.png"
     args = types.SimpleNamespace(runs=[str(tmp_path / "random_search.npz"),
                                        str(tmp_path / "regularized_evolution.npz")], out=str(out), title="t")
