@@ -428,7 +428,7 @@ def _slot_cols(d, adj_i, valid):
       adj_i: ``int32[n, 7, 7]`` 0/1; valid: ``bool[n, 7]``.
 
     Returns:
-      ``int32[8, n*7]``; empty slots point at column ``n*7`` (a zero hex row).
+      ``int32[8, n*7]``; empty slots point at the scratch column ``n*7`` (zeroed by the consumer).
 
     Two separately jitted stages: compiled as one program, XLA:CPU fuses the ranks into their
     consumers and recomputes them per output element.
@@ -437,26 +437,34 @@ def _slot_cols(d, adj_i, valid):
 
 
 @jax.jit
-def _hex_rows(d):
-    """``uint32[4, M]`` digests -> ``uint32[M, 8]`` hex words, the last row zero (empty slot)."""
-    col = jnp.arange(d.shape[1])[:, None]
-    return jnp.where(col == d.shape[1] - 1, jnp.uint32(0), md5.hex_words_cols(d).T)
+def _digest_rows(d):
+    """``uint32[4, M]`` digests -> ``uint32[M, 4]`` rows (one 16-byte row per gathered hash)."""
+    return d.T
 
 
 def _prep_round(d, adj_i, valid):
-    """``(hexrows uint32[n*7 + 1, 8], slot_cols int32[8, n*7])`` for one round.
+    """``(digest rows uint32[n*7 + 1, 4], slot_cols int32[8, n*7])`` for one round.
 
     Separate jitted calls (see :func:`_slot_cols`).
     """
-    return _hex_rows(d), _slot_cols(d, adj_i, valid)
+    return _digest_rows(d), _slot_cols(d, adj_i, valid)
 
 
 @functools.partial(jax.jit, static_argnames=("k",))
-def _bucket_words(hexrows, cols, gidx, a, b, k: int):
-    """Message blocks (``k`` arrays ``uint32[16, m]``) of the bucket messages ``gidx``."""
+def _bucket_words(drows, cols, gidx, a, b, k: int):
+    """Message blocks (``k`` arrays ``uint32[16, m]``) of the bucket messages ``gidx``.
+
+    Gathers whole 16-byte digests (half the bytes of their hex text; random row gathers are
+    the expensive part here) and converts them to hex words after the gather. Slots past the
+    vertex's own hash (the scratch column, whatever it holds) are zeroed.
+    """
+    m = gidx.shape[0]
     sl = cols.at[: 2 * k, gidx].get(mode="clip")  # [2k, m]; indices in range by construction
-    g = hexrows.at[sl].get(mode="clip")  # [2k, m, 8]: whole 32-byte rows per gathered hash
-    stream = jnp.transpose(g, (0, 2, 1)).reshape(16 * k, gidx.shape[0])
+    dg = drows.at[sl].get(mode="clip")  # [2k, m, 4]
+    hx = md5.hex_words_cols(jnp.transpose(dg, (2, 0, 1)).reshape(4, 2 * k * m)).reshape(8, 2 * k, m)
+    live = jnp.arange(2 * k, dtype=jnp.int32)[:, None] <= (a + b)[None, :]  # slot <= own slot
+    hx = jnp.where(live[None], hx, jnp.uint32(0))
+    stream = jnp.transpose(hx, (1, 0, 2)).reshape(16 * k, m)
     words = _assemble_round(stream, a, b, masked=False)
     return tuple(words[16 * i : 16 * (i + 1)] for i in range(k))
 
@@ -539,10 +547,10 @@ def _hash_chunk(adj: np.ndarray, ops: np.ndarray, nv: np.ndarray) -> np.ndarray:
                 for g, s in _pieces(sel, msize, 0, scratch):
                     plan.append((k, jnp.asarray(g), jnp.asarray(s), jnp.asarray(a_all[g]), jnp.asarray(b_all[g])))
             plan_cache = {key: plan}
-        hexrows, cols = _prep_round(d, adj_j, valid_j)
+        drows, cols = _prep_round(d, adj_j, valid_j)
         new_parts = []
         for k, g, s, a, b in plan_cache[key]:
-            words = _bucket_words(hexrows, cols, g, a, b, k=k)
+            words = _bucket_words(drows, cols, g, a, b, k=k)
             new_parts.append((s, _md5_cols(words)))
         for s, new in new_parts:
             d = _scatter(d, s, new)
