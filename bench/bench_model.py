@@ -54,17 +54,6 @@ README_OPS = ["input", "conv1x1-bn-relu", "conv3x3-bn-relu", "conv3x3-bn-relu",
               "conv3x3-bn-relu", "maxpool3x3", "output"]
 
 
-@dataclass
-class StepResult:
-    """Timing of one framework at one config and batch size."""
-
-    images_per_s: float
-    step_s: float
-    trace_s: float = float("nan")
-    compile_s: float = float("nan")
-    flops_per_image: float = float("nan")
-
-
 def _load() -> str:
     return "load average %.2f %.2f %.2f" % os.getloadavg()
 
@@ -95,15 +84,26 @@ def _jax_train_step(net, tx):
     return step
 
 
-def bench_jax(config_name: str, batch: int, steps: int, kernels: str = "fast") -> StepResult:
-    """Compile and time our train step. ``kernels``: "fast" or "reference" formulation."""
+@dataclass
+class Runner:
+    """A prepared training step: ``step()`` runs one and blocks until it is done."""
+
+    step: object
+    batch: int
+    trace_s: float = float("nan")
+    compile_s: float = float("nan")
+    flops_per_image: float = float("nan")
+
+
+def prepare_jax(config_name: str, batch: int, kernels: str = "fast") -> Runner:
+    """Compile our train step. ``kernels``: "fast" or "reference" (lax.conv / nn.max_pool)."""
     import jax
     import optax
 
     import nasbench_jax.model as model
     from nasbench_jax import ModelSpec
 
-    model._KERNELS = kernels
+    model._KERNELS = kernels  # read at trace time only
     cfg = _config(config_name)
     net = model.build_network(ModelSpec(README_MATRIX, README_OPS), cfg)
     size = cfg.image_size
@@ -118,24 +118,22 @@ def bench_jax(config_name: str, batch: int, steps: int, kernels: str = "fast") -
     t1 = time.perf_counter()
     compiled = lowered.compile()
     t2 = time.perf_counter()
+    model._KERNELS = "fast"
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost.get("flops", float("nan"))) / batch
-    state = (variables["params"], variables["batch_stats"], opt_state)
-    times = []
-    for i in range(steps + 1):
-        t = time.perf_counter()
-        *state, loss = compiled(*state, images, labels)
+    state = [variables["params"], variables["batch_stats"], opt_state]
+
+    def step():
+        *new, loss = compiled(*state, images, labels)
+        state[:] = new
         loss.block_until_ready()
-        if i:  # the first call also allocates and warms caches
-            times.append(time.perf_counter() - t)
-    step_s = float(np.median(times))
-    model._KERNELS = "fast"
-    return StepResult(batch / step_s, step_s, t1 - t0, t2 - t1, flops)
+
+    return Runner(step, batch, t1 - t0, t2 - t1, flops)
 
 
-def bench_torch(config_name: str, batch: int, steps: int) -> StepResult | None:
-    """Time nasbench-pytorch's network on the same cell, batch and optimiser."""
+def prepare_torch(config_name: str, batch: int) -> Runner | None:
+    """nasbench-pytorch's network on the same cell, batch and optimiser (None if absent)."""
     try:
         import torch
         from nasbench_pytorch.model import Network as TorchNetwork
@@ -157,21 +155,38 @@ def bench_torch(config_name: str, batch: int, steps: int) -> StepResult | None:
     images = torch.randn(batch, 3, size, size)
     labels = torch.randint(0, cfg.num_labels, (batch,))
     loss_fn = torch.nn.CrossEntropyLoss()
-    times = []
-    for i in range(steps + 1):
-        t = time.perf_counter()
+
+    def step():
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(net(images), labels)
         loss.backward()
         opt.step()
-        if i:
-            times.append(time.perf_counter() - t)
-    step_s = float(np.median(times))
-    return StepResult(batch / step_s, step_s, compile_s=build_s)
+
+    return Runner(step, batch, compile_s=build_s)
 
 
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    """Float32 GFLOP/s of an ``n x n`` matmul through XLA (median of ``repeats``)."""
+def time_interleaved(runners: dict, steps: int) -> dict:
+    """Median wall and CPU seconds per step of each runner, timed in alternating rounds.
+
+    Alternating (ours, baseline, ours, ...) exposes every runner to the same machine load, so
+    the ratios stay meaningful on a shared CPU even when absolute figures drift.
+    """
+    for r in runners.values():  # warm-up: first calls allocate and fill caches
+        r.step()
+    wall = {k: [] for k in runners}
+    cpu = {k: [] for k in runners}
+    for i in range(steps):
+        keys = list(runners) if i % 2 == 0 else list(runners)[::-1]
+        for k in keys:
+            t, c = time.perf_counter(), time.process_time()
+            runners[k].step()
+            wall[k].append(time.perf_counter() - t)
+            cpu[k].append(time.process_time() - c)
+    return {k: (float(np.median(wall[k])), float(np.median(cpu[k]))) for k in runners}
+
+
+def matmul_peak(n: int = 2048, repeats: int = 7) -> float:
+    """Float32 GFLOP/s of an ``n x n`` matmul through XLA (best of ``repeats``: a peak)."""
     import jax
 
     a = jax.random.normal(jax.random.key(0), (n, n))
@@ -182,7 +197,7 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
         t = time.perf_counter()
         f(a).block_until_ready()
         ts.append(time.perf_counter() - t)
-    return 2 * n**3 / float(np.median(ts)) / 1e9
+    return 2 * n**3 / min(ts) / 1e9
 
 
 def compile_probe(cache_dir: str, batch: int) -> dict:
@@ -244,30 +259,33 @@ def main(argv=None) -> int:
 
     print(f"jax {jax.__version__}, devices {jax.devices()}, {os.cpu_count()} CPUs, {_load()}")
     rows = [("paper", b) for b in args.batches] + [("tiny", 64)]
-    results = {}
     peak = matmul_peak()
-    print(f"matmul peak (XLA, 2048^2 f32): {peak:.1f} GFLOP/s")
+    print(f"matmul peak (XLA, 2048^2 f32, best of 7): {peak:.1f} GFLOP/s")
     for cfg_name, batch in tqdm(rows, desc="configs", file=sys.stderr):
         steps = args.steps if cfg_name == "paper" else max(args.steps, 10)
-        ours = bench_jax(cfg_name, batch, steps)
-        ref = None if args.no_reference or cfg_name == "tiny" else bench_jax(
-            cfg_name, batch, steps, kernels="reference")
-        torch_res = None if args.no_torch else bench_torch(cfg_name, batch, steps)
-        results[(cfg_name, batch)] = (ours, ref, torch_res)
-        print(f"\n== {cfg_name} config, batch {batch} ({_load()})")
-        print(f"  ours      : {ours.images_per_s:7.1f} img/s  step {ours.step_s:6.3f} s  "
-              f"trace {ours.trace_s:5.2f} s  compile {ours.compile_s:5.2f} s")
+        runners = {"ours": prepare_jax(cfg_name, batch)}
+        if not args.no_reference:
+            runners["straightforward"] = prepare_jax(cfg_name, batch, kernels="reference")
+        if not args.no_torch:
+            t = prepare_torch(cfg_name, batch)
+            if t is not None:
+                runners["nasbench-pytorch"] = t
+        times = time_interleaved(runners, steps)
+        ours = runners["ours"]
+        wall, cpu = times["ours"]
+        ips = batch / wall
+        print(f"\n== {cfg_name} config, batch {batch}, median of {steps} interleaved steps "
+              f"({_load()})")
+        for name, r in runners.items():
+            w, c = times[name]
+            extra = (f"trace {r.trace_s:5.2f} s  compile {r.compile_s:5.2f} s" if name != "nasbench-pytorch"
+                     else f"build {r.compile_s:.2f} s (eager)")
+            ratio = "" if name == "ours" else f"  -> ours x{(batch / wall) / (batch / w):.2f} (wall), x{c / cpu:.2f} (cpu)"
+            print(f"  {name:17s}: {batch / w:7.1f} img/s  step {w:6.3f} s  cpu {c:6.2f} s  {extra}{ratio}")
         gflop = ours.flops_per_image / 1e9
-        achieved = ours.flops_per_image * ours.images_per_s / 1e9
-        print(f"  FLOPs/img : {gflop:.3f} GFLOP (XLA cost analysis, fwd+bwd+update)  "
-              f"achieved {achieved:.1f} GFLOP/s = {achieved / peak:.0%} of matmul peak")
-        if ref:
-            print(f"  straightforward lax.conv/nn.max_pool: {ref.images_per_s:7.1f} img/s  "
-                  f"compile {ref.compile_s:5.2f} s  -> ours x{ours.images_per_s / ref.images_per_s:.2f}")
-        if torch_res:
-            print(f"  nasbench-pytorch: {torch_res.images_per_s:7.1f} img/s  step "
-                  f"{torch_res.step_s:6.3f} s  (build {torch_res.compile_s:.2f} s)  -> ours "
-                  f"x{ours.images_per_s / torch_res.images_per_s:.2f}")
+        achieved = ours.flops_per_image * ips / 1e9
+        print(f"  FLOPs/img : {gflop:.3f} GFLOP (XLA cost analysis, fwd+bwd+update); achieved "
+              f"{achieved:.1f} GFLOP/s = {achieved / peak:.0%} of the matmul peak")
     with tempfile.TemporaryDirectory() as cache:
         cold = _probe_in_child(cache, 32)
         warm = _probe_in_child(cache, 32)
