@@ -469,8 +469,9 @@ def _bucket_words(drows, cols, gidx, a, b, k: int):
     return tuple(words[16 * i : 16 * (i + 1)] for i in range(k))
 
 
-@jax.jit
+@functools.partial(jax.jit, donate_argnums=0)
 def _scatter(d, sidx, new):
+    """``d[:, sidx] = new`` in place (``d`` is donated: the caller drops its reference)."""
     return d.at[:, sidx].set(new)
 
 
