@@ -323,11 +323,40 @@ def _level(n: int):
     return _LEVELS[-1]
 
 
+def _pack(x, y):
+    """Two ``uint32[M]`` words as one ``complex64[M]`` (bit casts only: bit-exact, any pattern)."""
+    return lax.complex(lax.bitcast_convert_type(x, jnp.float32), lax.bitcast_convert_type(y, jnp.float32))
+
+
+def _unpack(z):
+    """Inverse of :func:`_pack`."""
+    return lax.bitcast_convert_type(lax.real(z), jnp.uint32), lax.bitcast_convert_type(lax.imag(z), jnp.uint32)
+
+
+def _unpack_state(p):
+    """Packed state ``(complex64[M], complex64[M])`` -> ``uint32[4, M]``."""
+    return jnp.stack(_unpack(p[0]) + _unpack(p[1]), axis=0)
+
+
 @jax.jit
 def _compress_cols(state, words):
-    """One MD5 block for ``M`` messages: ``state uint32[4, M]``, ``words uint32[16, M]``."""
-    new = md5.compress(tuple(state[i] for i in range(4)), [words[t] for t in range(16)])
-    return jnp.stack(new, axis=0)
+    """One MD5 block for ``M`` messages on a *packed* state.
+
+    Args:
+      state: ``(complex64[M], complex64[M])``: the state words ``(A, B)`` and ``(C, D)``, each
+        pair bit-cast into one 64-bit element (see :func:`_pack`).
+      words: ``uint32[16, M]`` the block's message words.
+
+    Returns:
+      The new packed state.
+
+    Why packed: XLA:CPU emits one loop fusion per output array and recomputes the whole
+    64-step chain in each; with four ``uint32`` outputs (or a stacked ``[4, M]`` output, whose
+    rows are computed separately) the chain ran about four times. Two 64-bit outputs halve
+    that (measured ~1.7x more compressions/s).
+    """
+    a, b, c, d = md5.compress(_unpack(state[0]) + _unpack(state[1]), [words[t] for t in range(16)])
+    return _pack(a, b), _pack(c, d)
 
 
 def _md5_cols(blocks):
@@ -337,7 +366,8 @@ def _md5_cols(blocks):
       blocks: a sequence of ``k`` arrays ``uint32[16, M]`` (the message blocks in order).
 
     Returns:
-      ``uint32[4, M]`` digests.
+      The packed digests ``(complex64[M], complex64[M])`` (:func:`_unpack_state` gives
+      ``uint32[4, M]``).
 
     One jitted call per block: XLA:CPU fuses consecutive compressions into one huge loop
     fusion that runs an order of magnitude slower, so blocks are chained from Python.
@@ -351,7 +381,11 @@ def _md5_cols(blocks):
 
 @functools.lru_cache(maxsize=None)
 def _init_cols(m: int):
-    return jnp.broadcast_to(jnp.asarray(md5.INIT_STATE, jnp.uint32)[:, None], (4, m))
+    init = [jnp.full((m,), v, jnp.uint32) for v in md5.INIT_STATE]
+    return jax.jit(lambda a, b, c, d: (_pack(a, b), _pack(c, d)))(*init)
+
+
+_unpack_cols = jax.jit(_unpack_state)
 
 
 def _ranks_cols(keys, valid):
@@ -471,8 +505,8 @@ def _bucket_words(drows, cols, gidx, a, b, k: int):
 
 @functools.partial(jax.jit, donate_argnums=0)
 def _scatter(d, sidx, new):
-    """``d[:, sidx] = new`` in place (``d`` is donated: the caller drops its reference)."""
-    return d.at[:, sidx].set(new)
+    """``d[:, sidx] = unpack(new)`` in place (``d`` is donated: the caller drops its reference)."""
+    return d.at[:, sidx].set(_unpack_state(new))
 
 
 @jax.jit
@@ -566,7 +600,7 @@ def _hash_chunk(adj: np.ndarray, ops: np.ndarray, nv: np.ndarray) -> np.ndarray:
             part = sel[start : start + msize]
             g = np.zeros(msize, np.int32)
             g[: len(part)] = part
-            res = np.asarray(_md5_cols(_take_final(words, jnp.asarray(g))[:kf])).T
+            res = np.asarray(_unpack_cols(_md5_cols(_take_final(words, jnp.asarray(g))[:kf]))).T
             out[part] = res[: len(part)]
     return out
 
