@@ -6,7 +6,7 @@ the tiny config (``configs/cpu_tiny.py``):
 * training-step images/s (median over timed steps) and compile seconds (trace + lower, XLA
   compile) of our model, with one step = forward + backward + RMSProp update
   (``optax.rmsprop(decay=0.9, eps=1.0, initial_scale=1.0, momentum=0.9)``, coupled L2 1e-4);
-* the same for the PyPI package ``nasbench-pytorch`` (``torch.optim.RMSprop`` with alpha 0.9,
+* the same for the PyPI package ``nasbench-pytorch`` (in a child process) (``torch.optim.RMSprop`` with alpha 0.9,
   eps 1.0, momentum 0.9, weight decay 1e-4) on the same cell and batch, and the ratio;
 * FLOPs per image from XLA's cost analysis and the FLOP/s achieved, against this CPU's matmul
   peak measured in the same run (a large float32 matmul);
@@ -236,6 +236,26 @@ def _probe_in_child(cache_dir: str, batch: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _torch_in_child(config_name: str, batch: int, steps: int, single_thread: bool) -> dict | None:
+    cmd = [sys.executable, os.path.abspath(__file__), "--torch-child", config_name,
+           "--probe-batch", str(batch), "--steps", str(steps)]
+    if single_thread:
+        cmd.append("--single-thread")
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def torch_child(config_name: str, batch: int, steps: int) -> dict:
+    """(Child process) median wall/CPU seconds per nasbench-pytorch step."""
+    runner = prepare_torch(config_name, batch)
+    if runner is None:
+        raise SystemExit(1)
+    times = time_interleaved({"t": runner}, steps)["t"]
+    return {"wall_s": times[0], "cpu_s": times[1], "build_s": runner.compile_s}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch 32 + tiny only, 2 steps")
@@ -245,19 +265,40 @@ def main(argv=None) -> int:
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the straightforward-formulation baseline")
+    parser.add_argument("--single-thread", action="store_true",
+                        help="one thread for XLA and torch: a per-core comparison that is "
+                             "robust to other processes on a shared CPU")
     parser.add_argument("--compile-probe", help=argparse.SUPPRESS)
+    parser.add_argument("--torch-child", help=argparse.SUPPRESS)
     parser.add_argument("--probe-batch", type=int, default=32, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.torch_child:
+        if args.single_thread:
+            import torch
+
+            torch.set_num_threads(1)
+        print(json.dumps(torch_child(args.torch_child, args.probe_batch, args.steps)))
+        return 0
     if args.compile_probe:
         print(json.dumps(compile_probe(args.compile_probe, args.probe_batch)))
         return 0
     if args.quick:
         args.batches, args.steps = [32], 2
+    if args.single_thread:  # must happen before JAX starts its thread pool
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                                   + " --xla_cpu_multi_thread_eigen=false").strip()
+        try:
+            import torch
+
+            torch.set_num_threads(1)
+        except ImportError:
+            pass
 
     import jax
     from tqdm import tqdm
 
-    print(f"jax {jax.__version__}, devices {jax.devices()}, {os.cpu_count()} CPUs, {_load()}")
+    threads = "1 thread" if args.single_thread else f"{os.cpu_count()} CPUs"
+    print(f"jax {jax.__version__}, devices {jax.devices()}, {threads}, {_load()}")
     rows = [("paper", b) for b in args.batches] + [("tiny", 64)]
     peak = matmul_peak()
     print(f"matmul peak (XLA, 2048^2 f32, best of 7): {peak:.1f} GFLOP/s")
@@ -266,11 +307,14 @@ def main(argv=None) -> int:
         runners = {"ours": prepare_jax(cfg_name, batch)}
         if not args.no_reference:
             runners["straightforward"] = prepare_jax(cfg_name, batch, kernels="reference")
-        if not args.no_torch:
-            t = prepare_torch(cfg_name, batch)
-            if t is not None:
-                runners["nasbench-pytorch"] = t
         times = time_interleaved(runners, steps)
+        if not args.no_torch:
+            # In its own process: XLA's worker threads spin briefly after each step and
+            # starve torch's OpenMP threads when both share a process on 2 cores.
+            t = _torch_in_child(cfg_name, batch, steps, args.single_thread)
+            if t is not None:
+                runners["nasbench-pytorch"] = Runner(None, batch, compile_s=t["build_s"])
+                times["nasbench-pytorch"] = (t["wall_s"], t["cpu_s"])
         ours = runners["ours"]
         wall, cpu = times["ours"]
         ips = batch / wall
