@@ -20,6 +20,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -53,7 +54,8 @@ def main(argv=None) -> int:
     from nasbench_jax.graph import reference as R
 
     rng = np.random.default_rng(args.seed)
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, batch {args.n:,}, repeats {args.repeats}")
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, batch {args.n:,}, repeats {args.repeats}, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
     # -- full enumeration (also warms up the compiled kernels) --------------------------------
     max_v = 6 if args.quick else 7
@@ -76,8 +78,8 @@ def main(argv=None) -> int:
     t_fp = _median_time(lambda: graph.fingerprint(*cells), args.repeats)
     k = min(args.oracle_n, n)
     sub = [(adj[i, : nv[i], : nv[i]], ops[i, : nv[i]].tolist()) for i in range(k)]
-    oracle: list = []
-    t_or = _median_time(lambda: oracle.extend(R.hash_module(m, l) for m, l in sub), 1)
+    oracle = [R.hash_module(m, l) for m, l in sub]
+    t_or = _median_time(lambda: [R.hash_module(m, l) for m, l in sub], args.repeats)
     got = graph.fingerprint_hex(tuple(x[:k] for x in cells))
     if [g.decode() for g in got] != oracle:
         raise SystemExit("kernel and oracle disagree")
@@ -101,6 +103,7 @@ def main(argv=None) -> int:
     t_fpr = _median_time(lambda: graph.fingerprint(*pruned), args.repeats)
     distinct = np.unique(graph.labelled_code_traced(*pruned)).size
     print(f"fingerprint of pruned random_cells ({distinct:,} distinct of {n:,}): {n / t_fpr:12,.0f} cells/s")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     return 0
 
 
