@@ -248,17 +248,18 @@ def _md5_masked_cols(words, nblocks):
     k = words.shape[0] // 16
     m = words.shape[1]
     blocks = words.reshape(k, 16, m)
-    init = tuple(jnp.full((m,), v, jnp.uint32) for v in md5.INIT_STATE)
+    a0, b0, c0, d0 = (jnp.full((m,), v, jnp.uint32) for v in md5.INIT_STATE)
+    init = (_pack(a0, b0), _pack(c0, d0))  # packed state: see _compress_cols
 
     def body(carry, xs):
         state, i = carry
-        new = md5.compress(state, [xs[t] for t in range(16)])
+        a, b, c, d = md5.compress(_unpack(state[0]) + _unpack(state[1]), [xs[t] for t in range(16)])
         use = nblocks > i
-        state = tuple(jnp.where(use, n_, s_) for n_, s_ in zip(new, state))
+        state = tuple(jnp.where(use, n_, s_) for n_, s_ in zip((_pack(a, b), _pack(c, d)), state))
         return (state, i + 1), None
 
     (state, _), _ = lax.scan(body, (init, jnp.int32(0)), blocks)
-    return jnp.stack(state, axis=0)
+    return _unpack_state(state)
 
 
 def fingerprint_traced(adjacency, operations, num_vertices):
