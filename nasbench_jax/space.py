@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
 from nasbench_jax import constants as C
+from nasbench_jax._io import atomic_write
 from nasbench_jax.errors import CellArrayError, ConfigError, OutOfDomainError
 from nasbench_jax.spec import ModelSpec, check_spec
 
@@ -487,24 +487,17 @@ def save_enumeration(enumeration: Enumeration, path) -> None:
          for v in sorted(enumeration.labelled_per_vertices)],
         np.int64,
     ).reshape(-1, 3)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                module_hash=np.asarray(enumeration.module_hash, "S32"),
-                canonical_code=np.asarray(enumeration.codes, np.uint32),
-                adjacency=np.asarray(enumeration.cells.adjacency, np.uint8),
-                operations=np.asarray(enumeration.cells.operations, np.int8),
-                num_vertices=np.asarray(enumeration.cells.num_vertices, np.int32),
-                counts=counts,
-                limits=np.array([enumeration.max_vertices, enumeration.max_edges], np.int64),
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "wb") as f:
+        np.savez(
+            f,
+            module_hash=np.asarray(enumeration.module_hash, "S32"),
+            canonical_code=np.asarray(enumeration.codes, np.uint32),
+            adjacency=np.asarray(enumeration.cells.adjacency, np.uint8),
+            operations=np.asarray(enumeration.cells.operations, np.int8),
+            num_vertices=np.asarray(enumeration.cells.num_vertices, np.int32),
+            counts=counts,
+            limits=np.array([enumeration.max_vertices, enumeration.max_edges], np.int64),
+        )
 
 
 def load_enumeration(path) -> Enumeration:
