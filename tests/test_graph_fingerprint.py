@@ -89,6 +89,24 @@ def test_all_real_records(sample_1k, full_records_52):
     assert np.array_equal(got, want)
 
 
+def test_unpacked_state_path_used_off_cpu(sample_1k, full_records_52, monkeypatch):
+    """Backends other than CPU carry MD5 states as uint32 pairs: same digests, host and traced."""
+    import importlib
+
+    fp = importlib.import_module("nasbench_jax.graph.fingerprint")
+    monkeypatch.setattr(fp, "_packing", lambda: False)
+    jax.clear_caches()
+    try:
+        recs = G.real_records(sample_1k, full_records_52)[::8]
+        cells = G.batch([(m, l) for _, m, l in recs])
+        want = np.array([h.encode() for h, _, _ in recs])
+        assert np.array_equal(fingerprint_hex(cells), want)
+        traced = jax.jit(lambda a, o, n: fingerprint(a, o, n))(*cells)
+        assert np.array_equal(digest_to_hex(np.asarray(traced)), want)
+    finally:
+        jax.clear_caches()  # drop programs traced with the unpacked state
+
+
 def _oracle_check(per_v, seed):
     rng = np.random.default_rng(seed)
     cells = []
