@@ -41,17 +41,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-README_MATRIX = [
-    [0, 1, 1, 1, 0, 1, 0],
-    [0, 0, 0, 0, 0, 0, 1],
-    [0, 0, 0, 0, 0, 0, 1],
-    [0, 0, 0, 0, 1, 0, 0],
-    [0, 0, 0, 0, 0, 0, 1],
-    [0, 0, 0, 0, 0, 0, 1],
-    [0, 0, 0, 0, 0, 0, 0],
-]
-README_OPS = ["input", "conv1x1-bn-relu", "conv3x3-bn-relu", "conv3x3-bn-relu",
-              "conv3x3-bn-relu", "maxpool3x3", "output"]
+def _readme_cell():
+    from nasbench_jax import cells
+
+    return cells.inception_like()
 
 
 def _load() -> str:
@@ -101,11 +94,10 @@ def prepare_jax(config_name: str, batch: int, kernels: str = "fast") -> Runner:
     import optax
 
     import nasbench_jax.model as model
-    from nasbench_jax import ModelSpec
 
     model._KERNELS = kernels  # read at trace time only
     cfg = _config(config_name)
-    net = model.build_network(ModelSpec(README_MATRIX, README_OPS), cfg)
+    net = model.build_network(_readme_cell(), cfg)
     size = cfg.image_size
     images = jax.random.normal(jax.random.key(0), (batch, size, size, 3))
     labels = jax.random.randint(jax.random.key(1), (batch,), 0, cfg.num_labels)
@@ -143,7 +135,7 @@ def prepare_torch(config_name: str, batch: int) -> Runner | None:
     torch.manual_seed(0)
     t0 = time.perf_counter()
     # PyTorch's BN momentum is 1 - TF's decay (the port's default 0.997 is the TF number).
-    net = TorchNetwork((np.array(README_MATRIX), README_OPS), num_labels=cfg.num_labels,
+    net = TorchNetwork((np.array(_readme_cell().original_matrix), list(_readme_cell().original_ops)), num_labels=cfg.num_labels,
                        stem_out_channels=cfg.stem_filter_size, num_stacks=cfg.num_stacks,
                        num_modules_per_stack=cfg.num_modules_per_stack,
                        momentum=1 - 0.997, eps=1e-5)
@@ -209,11 +201,10 @@ def compile_probe(cache_dir: str, batch: int) -> dict:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     import optax
 
-    from nasbench_jax import ModelSpec
     from nasbench_jax.model import build_network
 
     cfg = _config("paper")
-    net = build_network(ModelSpec(README_MATRIX, README_OPS), cfg)
+    net = build_network(_readme_cell(), cfg)
     images = jax.ShapeDtypeStruct((batch, 32, 32, 3), jax.numpy.float32)
     labels = jax.ShapeDtypeStruct((batch,), jax.numpy.int32)
     variables = jax.eval_shape(lambda x: net.init(jax.random.key(0), x, train=False), images)

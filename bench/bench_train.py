@@ -37,18 +37,14 @@ import optax
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import cpu_tiny, nasbench101  # noqa: E402
-from nasbench_jax import ModelSpec  # noqa: E402
+from nasbench_jax import cells  # noqa: E402
 from nasbench_jax.model import build_network  # noqa: E402
 from train import input_pipeline as ip  # noqa: E402
 from train import optim  # noqa: E402
 from train import train as T  # noqa: E402
 
 #: The README / notebook Inception-like cell (reference spec §5.7), 2,694,282 parameters.
-INCEPTION = ModelSpec(
-    [[0, 1, 1, 1, 0, 1, 0], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 1, 0, 0],
-     [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 0]],
-    ["input", "conv1x1-bn-relu", "conv3x3-bn-relu", "conv3x3-bn-relu", "conv3x3-bn-relu", "maxpool3x3", "output"],
-)
+INCEPTION = cells.inception_like()
 #: H200 SXM dense bf16 tensor-core peak, TFLOP/s (NVIDIA datasheet: 1,979 with sparsity).
 H200_BF16_DENSE_TFLOPS = 989.0
 

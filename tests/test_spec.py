@@ -203,3 +203,11 @@ def test_specs_are_values():
     assert a == b and hash(a) == hash(b) and len({a, b}) == 1
     with pytest.raises(ValueError):
         a.matrix[0, 1] = 0  # read-only
+
+
+def test_named_cells_match_the_published_hashes():
+    from nasbench_jax import cells
+
+    assert cells.inception_like().hash_spec() == "28cfc7874f6d200472e1a9dcd8650aa0"
+    assert cells.best_cell().hash_spec() == "02e5a0247bbdcf2860b7e96f74961594"
+    assert cells.resnet_like().hash_spec() == "b5fb4f6193360330b6ff6a52cbf0cad7"

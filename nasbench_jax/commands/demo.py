@@ -25,14 +25,6 @@ import numpy as np
 
 PUBLISHED_CUMULATIVE = {2: 1, 3: 7, 4: 91, 5: 2_532, 6: 64_542, 7: 423_624}
 
-INCEPTION = (
-    [[0, 1, 1, 1, 0, 1, 0], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 1, 0, 0],
-     [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 0]],
-    ["input", "conv1x1-bn-relu", "conv3x3-bn-relu", "conv3x3-bn-relu", "conv3x3-bn-relu",
-     "maxpool3x3", "output"],
-)
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="nasbench_demo", help="output folder (default: ./nasbench_demo)")
     parser.add_argument("--seeds", type=int, default=100, help="search runs per algorithm (default 100)")
@@ -45,11 +37,11 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _relabel(cells, rng):
+def _relabel(batch, rng):
     """Random isomorphic respellings: permute interior vertices within a topological order."""
     from nasbench_jax import space
 
-    adj, ops, nv = (np.array(x) for x in cells)
+    adj, ops, nv = (np.array(x) for x in batch)
     for i in range(len(nv)):
         v = int(nv[i])
         for _ in range(20):
@@ -66,7 +58,7 @@ def run(args) -> int:
     import jax
 
     import search
-    from nasbench_jax import api, graph, model, space, store as st, synthetic
+    from nasbench_jax import api, cells, graph, model, space, store as st, synthetic
     from nasbench_jax.spec import ModelSpec
     from search import regret
     from search.cli import plot_runs, save_runs
@@ -95,8 +87,8 @@ def run(args) -> int:
     _say("\n== 2. The embedded store: 1,052 real NAS-Bench-101 records")
     path = api.example_store_path()
     real = st.open_store(path)
-    cells = space.Cells(np.asarray(real.adjacency), np.asarray(real.operations), np.asarray(real.num_vertices))
-    kernel_hex = graph.digest_to_hex(np.asarray(graph.fingerprint(*cells)))
+    real_cells = space.Cells(np.asarray(real.adjacency), np.asarray(real.operations), np.asarray(real.num_vertices))
+    kernel_hex = graph.digest_to_hex(np.asarray(graph.fingerprint(*real_cells)))
     same = int(np.sum(kernel_hex == np.asarray(real.module_hash)))
     _say(f"   kernel hash == published hash for {same:,} / {len(kernel_hex):,} records")
     nb = api.NASBench(path, seed=args.seed)
@@ -111,14 +103,14 @@ def run(args) -> int:
          f"test {result['test_accuracy']:.4f}, {result['trainable_parameters']:,} parameters, "
          f"{result['training_time']:.0f} s")
     table = api.QueryTable.from_store(real)
-    respelled = _relabel(cells, rng)
+    respelled = _relabel(real_cells, rng)
     res = api.query_cells(table, respelled, jax.random.key(args.seed))
     found = np.asarray(res.found)
     _say(f"   batched jit query of {len(found):,} relabelled cells: {int(found.sum()):,} found, "
          f"rows match: {bool(np.all(np.asarray(res.index) == np.arange(len(found))))}")
 
     _say("\n== 3. The network")
-    spec = ModelSpec(*INCEPTION)
+    spec = cells.inception_like()
     _say(f"   Inception-like README cell: {model.trainable_parameters(spec):,} trainable parameters "
          f"(the dataset says 2,694,282)")
 
