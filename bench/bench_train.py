@@ -73,7 +73,8 @@ def bench_ours(spec, config, devices, dataset, steps: int) -> dict:
             "batch_stats": jax.tree.map(lambda x: np.stack([np.asarray(x)] * len(devices)),
                                         jax.device_get(variables["batch_stats"]))}
     box = {"state": T._from_host(host, devices), "step": 1}
-    p_train, _ = T._parallel_steps(network, tx, config, total, jax.random.PRNGKey(1), devices)
+    p_train, _ = T._parallel_steps(network, tx, config, devices)
+    run_consts = (np.asarray(jax.random.PRNGKey(1), np.uint32), np.int32(total))
     images, labels = T._replicate((dataset.train.images, dataset.train.labels), devices)
     per_device = config.batch_size // len(devices)
 
@@ -81,7 +82,7 @@ def bench_ours(spec, config, devices, dataset, steps: int) -> dict:
         idx, pos = ip.batch_indices(0, box["step"], config.batch_size, len(dataset.train))
         shape = (len(devices), per_device)
         return (box["state"], images, labels, idx.reshape(shape), pos.reshape(shape),
-                np.zeros((len(devices),), np.float32))
+                np.zeros((len(devices),), np.float32)) + run_consts
 
     t = time.perf_counter()
     compiled = p_train.lower(*args()).compile()

@@ -18,4 +18,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.train_epochs = 4
     c.checkpoint_every_steps = 16
     c.log_every_steps = 8
+    c.compilation_cache_dir = ""  # tests and quick CPU runs leave no files behind
     return c

@@ -43,6 +43,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.checkpoint_every_steps = 1000
     c.keep_checkpoints = 3
     c.log_every_steps = 100
+    # JAX's persistent compilation cache ("" = off). One compiled train step serves every
+    # budget and repeat of a cell, so a cell compiles once for its 12 runs, across processes.
+    c.compilation_cache_dir = "~/.cache/nasbench-jax/xla"
     # --- devices (train/train.py) ---
     c.num_devices = 0  # local devices for pmap; 0 = all
     c.distributed = False  # call jax.distributed.initialize() first (multi-host)

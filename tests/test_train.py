@@ -165,3 +165,33 @@ def test_time_limit_stops_training_but_keeps_planned_evaluations(tmp_path):
     assert [e.training_steps for e in record.evaluations] == [0, 8, 16]  # planned, as the original records
     state, _ = T.load_checkpoint(tmp_path / "w")
     assert int(state["step"]) == 1  # only the initialisation step ran
+
+
+def test_one_compiled_program_serves_every_seed_and_budget(tmp_path):
+    """The seed and the budget are step arguments: with the persistent compilation cache, a
+    second run of the same cell with another seed and another epoch budget compiles nothing new
+    (its programs are all cache hits), while another cell does add programs."""
+    from jax._src import compilation_cache as cc
+
+    cache = tmp_path / "xla"
+    old_dir = jax.config.jax_compilation_cache_dir
+    old_min = jax.config.jax_persistent_cache_min_compile_time_secs
+    jax.config.update("jax_compilation_cache_dir", None)
+    cc.reset_cache()
+    try:
+        def run(name, spec, **kw):
+            cfg = small_config(compilation_cache_dir=str(cache), **kw)
+            T.train_and_evaluate(spec, cfg, tmp_path / name, devices=jax.local_devices()[:1],
+                                 write_metrics=False)
+            return {p.name for p in cache.iterdir()}
+
+        first = run("a", SPEC)
+        # (pmap lowers through jit here: the train and eval steps are cached as "jit__fun-...")
+        assert sum(n.startswith("jit__fun") for n in first) >= 2, sorted(first)
+        assert run("b", SPEC, seed=7, train_epochs=2) == first  # 32 steps instead of 16, seed 7
+        other = ModelSpec([[0, 1, 0], [0, 0, 1], [0, 0, 0]], ["input", "conv1x1-bn-relu", "output"])
+        assert sum(n.startswith("jit__fun") for n in run("c", other) - first) >= 2  # new programs
+    finally:
+        jax.config.update("jax_compilation_cache_dir", old_dir)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", old_min)
+        cc.reset_cache()

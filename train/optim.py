@@ -38,6 +38,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from nasbench_jax.errors import ConfigError
@@ -88,7 +89,8 @@ def learning_rate(step: Any, train_time_s: Any, config: Any, *, total_steps: int
       train_time_s: float scalar, measured training time so far (``COSINE_BY_TIME`` only).
       config: ConfigDict with ``learning_rate``, ``tpu_num_shards``, ``lr_decay_method``,
         ``train_seconds`` (and ``train_epochs``, ``train_size``, ``batch_size`` for STEPWISE).
-      total_steps: ``int(E·N/B)``.
+      total_steps: ``int(E·N/B)``, a Python int or a traced int scalar (the train step takes
+        it as an argument, so one compiled step serves every budget).
 
     Returns:
       float32 scalar.
@@ -97,14 +99,14 @@ def learning_rate(step: Any, train_time_s: Any, config: Any, *, total_steps: int
       ConfigError: unknown ``lr_decay_method`` or non-positive ``total_steps``.
     """
     method = str(config.lr_decay_method)
-    if total_steps <= 0:
+    if isinstance(total_steps, (int, np.integer)) and total_steps <= 0:
         raise ConfigError(f"total_steps must be positive, got {total_steps} (train_epochs too small?)")
     lr0 = jnp.float32(base_learning_rate(config))
     step = jnp.asarray(step)
     stepf = step.astype(jnp.float32)
     pi = jnp.float32(math.pi)
     if method == "COSINE_BY_STEP":
-        progress = stepf / jnp.float32(total_steps)
+        progress = stepf / jnp.asarray(total_steps).astype(jnp.float32)
         lr = jnp.float32(0.5) * lr0 * (jnp.float32(1.0) + jnp.cos(pi * progress))
     elif method == "COSINE_BY_TIME":
         seconds = float(config.train_seconds)

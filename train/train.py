@@ -66,6 +66,7 @@ __all__ = [
     "train_and_evaluate",
     "select_devices",
     "load_checkpoint",
+    "use_compilation_cache",
 ]
 
 log = logging.getLogger(__name__)
@@ -246,9 +247,35 @@ def _atomic_write_json(path: str, obj: Any) -> None:
         f.write("\n")
 
 
+def use_compilation_cache(path: str | os.PathLike | None) -> str | None:
+    """Turn on JAX's persistent compilation cache in ``path`` (``~`` expanded); returns the directory used.
+
+    ``None`` or ``""`` does nothing. A cache directory the process already set (``JAX_COMPILATION_CACHE_DIR``
+    or ``jax.config``) wins and is returned. Every compiled program is cached (minimum compile
+    time 0): at the paper config the train step then loads in ~0.9 s instead of compiling in ~7 s.
+
+    Raises:
+      WorkdirError: the directory cannot be created.
+    """
+    current = jax.config.jax_compilation_cache_dir
+    if current:
+        return current
+    if not path:
+        return None
+    path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise WorkdirError(f"cannot create the compilation cache directory {path}: {e}") from None
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    return path
+
+
 def _run_fingerprint(spec: ModelSpec, config: Any, dataset: input_pipeline.Dataset, num_devices: int) -> str:
     """Identifies what a checkpoint belongs to (resuming a different run is refused)."""
-    skip = {"checkpoint_every_steps", "keep_checkpoints", "log_every_steps", "num_devices", "distributed"}
+    skip = {"checkpoint_every_steps", "keep_checkpoints", "log_every_steps", "num_devices", "distributed",
+            "compilation_cache_dir"}
     cfg = {k: v for k, v in config.to_dict().items() if k not in skip} if hasattr(config, "to_dict") else {}
     blob = json.dumps(
         [spec.hash_spec(), cfg, dataset.name, dataset.source, len(dataset.train), num_devices * jax.process_count()],
@@ -262,20 +289,27 @@ def _run_fingerprint(spec: ModelSpec, config: Any, dataset: input_pipeline.Datas
 # --------------------------------------------------------------------------------------------
 
 
-def _parallel_steps(network: nn.Module, tx: optax.GradientTransformation, config: Any, total_steps: int,
-                    aug_key: jax.Array, devices: Sequence[jax.Device]) -> tuple[Callable, Callable]:
+def _parallel_steps(network: nn.Module, tx: optax.GradientTransformation, config: Any,
+                    devices: Sequence[jax.Device]) -> tuple[Callable, Callable]:
     """The pmapped train and eval steps (the only place that knows about devices).
 
     Train step args (leading device axis on each): state, train images uint8[N,H,W,3] and labels
     int32[N] resident on every device, batch indices int32[b], stream positions int32[b],
-    measured training time float32[]. Returns (new state, metrics dict of scalars).
+    measured training time float32[]; then, the same for every device (no device axis), the
+    augmentation key uint32[2] and the run's total step count int32[]. Returns (new state,
+    metrics dict of scalars).
+
+    The seed and the budget are arguments, not constants baked into the program: every repeat
+    and every epoch budget of one cell lowers to the same program, so with the persistent
+    compilation cache (``config.compilation_cache_dir``) a cell compiles once for all of its
+    runs (12 in the paper: 4 budgets x 3 repeats) instead of once per run.
 
     Eval step args: state, images uint8[b,H,W,3], labels int32[b]. Returns the number of correct
     predictions summed over all devices (int32, same on every device).
     """
     weight_decay = float(config.weight_decay)
 
-    def train_step(state: TrainState, images, labels, idx, pos, train_time_s):
+    def train_step(state: TrainState, images, labels, idx, pos, train_time_s, aug_key, total_steps):
         x = input_pipeline.augment(aug_key, pos, images[idx])
         y = labels[idx]
 
@@ -311,7 +345,8 @@ def _parallel_steps(network: nn.Module, tx: optax.GradientTransformation, config
         )
         return jax.lax.psum(jnp.sum(jnp.argmax(logits, -1) == labels).astype(jnp.int32), AXIS)
 
-    p_train = jax.pmap(train_step, axis_name=AXIS, devices=devices, donate_argnums=(0,))
+    p_train = jax.pmap(train_step, axis_name=AXIS, devices=devices, donate_argnums=(0,),
+                       in_axes=(0, 0, 0, 0, 0, 0, None, None))
     p_eval = jax.pmap(eval_step, axis_name=AXIS, devices=devices)
     return p_train, p_eval
 
@@ -488,6 +523,7 @@ def train_and_evaluate(
                 )
 
         # ---- model, optimiser, compiled steps -----------------------------------------------
+        use_compilation_cache(config.get("compilation_cache_dir"))
         key = jax.random.PRNGKey(seed)
         init_key, aug_key = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
         tx = optim.make_optimizer(config)
@@ -521,7 +557,8 @@ def train_and_evaluate(
         train_time_s = float(meta["train_time_s"])
         evaluations = [EvaluationRecord(**e) for e in meta["evaluations"]]
 
-        p_train, p_eval = _parallel_steps(network, tx, config, total_steps, aug_key, devices)
+        p_train, p_eval = _parallel_steps(network, tx, config, devices)
+        run_consts = (np.asarray(aug_key, np.uint32), np.int32(total_steps))  # a raw uint32[2] key
         images_dev, labels_dev = _replicate((dataset.train.images, dataset.train.labels), devices)
         pid, nproc = jax.process_index(), jax.process_count()
         local_batch = batch // nproc
@@ -533,7 +570,7 @@ def train_and_evaluate(
         def batch_args(step: int, time_s: float):
             idx, pos = input_pipeline.batch_indices(seed, step, batch, len(dataset.train))
             return (state, images_dev, labels_dev, local_slice(idx), local_slice(pos),
-                    np.full((num_devices,), time_s, np.float32))
+                    np.full((num_devices,), time_s, np.float32)) + run_consts
 
         compiled_train = None
         if start_step < total_steps:  # compiled ahead of time: compilation is excluded from training_time
