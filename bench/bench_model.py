@@ -66,7 +66,8 @@ def _jax_optimizer(cfg):
 
 
 def _jax_train_step(net, tx, weight_decay: float = 1e-4, lr: float = 0.1):
-    """One step as ``train/`` runs it: forward, backward, coupled L2, RMSProp update."""
+    """One step as ``train/`` runs it: forward, backward, RMSProp update with coupled L2
+    (its gradient added by the optimiser, its value added to the reported loss)."""
     import jax
     import optax
 
@@ -77,9 +78,10 @@ def _jax_train_step(net, tx, weight_decay: float = 1e-4, lr: float = 0.1):
             logits, upd = net.apply({"params": p, "batch_stats": batch_stats}, images,
                                     train=True, mutable=["batch_stats"])
             loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-            return loss + weight_decay * optim.l2_loss(p), upd["batch_stats"]
+            return loss, upd["batch_stats"]
 
         (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        loss = loss + weight_decay * optim.l2_loss(params)
         opt_state = optim.set_learning_rate(opt_state, lr)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), new_stats, opt_state, loss

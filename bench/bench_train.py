@@ -124,9 +124,10 @@ def bench_baseline(spec, config, dataset, steps: int) -> dict:
         def loss_fn(p):
             logits, mut = network.apply({"params": p, "batch_stats": batch_stats}, x, train=True,
                                         mutable=["batch_stats"])
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean() + wd * optim.l2_loss(p), mut
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), mut
 
         (loss, mut), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        loss = loss + wd * optim.l2_loss(params)  # the decay's gradient comes from the optimiser
         opt_state = optim.set_learning_rate(opt_state, lr)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), mut["batch_stats"], opt_state, loss

@@ -19,20 +19,22 @@ def paper_config(**kw):
         dict(
             learning_rate=0.1, tpu_num_shards=2, lr_decay_method="COSINE_BY_STEP", train_seconds=14400.0,
             rmsprop_decay=0.9, rmsprop_epsilon=1.0, momentum=0.9, train_epochs=108, train_size=40_000,
-            batch_size=256,
+            batch_size=256, weight_decay=1e-4,
         )
     )
     c.update(kw)
     return c
 
 
-def tf1_rmsprop(params, grads_seq, lrs, rho=0.9, momentum=0.9, eps=1.0):
-    """TF1 RMSPropOptimizer written from §6.3, in float64 numpy."""
+def tf1_rmsprop(params, grads_seq, lrs, rho=0.9, momentum=0.9, eps=1.0, weight_decay=1e-4):
+    """TF1 RMSPropOptimizer written from §6.3, in float64 numpy, on the gradient of
+    ``loss + weight_decay * sum(0.5 * ||v||^2)`` (``grads_seq`` is the gradient of ``loss``)."""
     var = {k: np.array(v, np.float64) for k, v in params.items()}
     ms = {k: np.ones_like(v) for k, v in var.items()}  # initialised to ONES
     mom = {k: np.zeros_like(v) for k, v in var.items()}
     history = []
-    for g, lr in zip(grads_seq, lrs):
+    for g_loss, lr in zip(grads_seq, lrs):
+        g = {k: g_loss[k] + weight_decay * var[k] for k in var}  # tf.nn.l2_loss's gradient is v
         for k in var:
             ms[k] = rho * ms[k] + (1 - rho) * g[k] ** 2
             mom[k] = momentum * mom[k] + lr * g[k] / np.sqrt(ms[k] + eps)
@@ -62,19 +64,42 @@ def test_rmsprop_matches_tf1_numpy_over_several_steps():
         p = optax.apply_updates(p, updates)
         for k in params:
             np.testing.assert_allclose(np.asarray(p[k]), want_var[k], rtol=2e-6, atol=2e-6)
-            np.testing.assert_allclose(np.asarray(unravel(state.inner_state[0].nu)[k]), want_ms[k], rtol=2e-6)
+            np.testing.assert_allclose(np.asarray(unravel(optim.rmsprop_state(state).inner_state[0].nu)[k]), want_ms[k], rtol=2e-6)
 
 
 def test_step_zero_leaves_weights_but_fills_ms():
     tx = optim.make_optimizer(paper_config())
     p = {"w": jnp.array([1.0, -2.0])}
     state = tx.init(p)
-    np.testing.assert_array_equal(np.asarray(state.inner_state[0].nu), [1.0, 1.0])  # ones, not zeros
+    np.testing.assert_array_equal(np.asarray(optim.rmsprop_state(state).inner_state[0].nu), [1.0, 1.0])  # ones, not zeros
     state = optim.set_learning_rate(state, optim.learning_rate(0, 0.0, paper_config(), total_steps=10))
     g = {"w": jnp.array([2.0, 4.0])}
     updates, state = tx.update(g, state, p)
     np.testing.assert_array_equal(np.asarray(updates["w"]), [0.0, 0.0])
-    np.testing.assert_allclose(np.asarray(state.inner_state[0].nu), [0.9 + 0.1 * 4, 0.9 + 0.1 * 16], rtol=1e-6)
+    g_eff = np.array([2.0, 4.0]) + 1e-4 * np.array([1.0, -2.0])  # + weight_decay * v (coupled L2)
+    np.testing.assert_allclose(np.asarray(optim.rmsprop_state(state).inner_state[0].nu), 0.9 + 0.1 * g_eff**2, rtol=1e-6)
+
+
+def test_weight_decay_in_the_optimiser_equals_l2_in_the_loss():
+    """Adding weight_decay*v inside the optimiser is the original's L2-in-the-loss update."""
+    rng = np.random.default_rng(1)
+    params = {"a": jnp.asarray(rng.normal(size=(5, 3)), jnp.float32), "b": jnp.asarray(rng.normal(size=(3,)), jnp.float32)}
+    x = jnp.asarray(rng.normal(size=(7, 5)), jnp.float32)
+
+    def ce(p):
+        return jnp.mean(jnp.tanh(x @ p["a"] + p["b"]) ** 2)
+
+    with_l2 = jax.grad(lambda p: ce(p) + 1e-2 * optim.l2_loss(p))(params)
+    tx_decay = optim.make_optimizer(paper_config(weight_decay=1e-2))
+    tx_plain = optim.make_optimizer(paper_config(weight_decay=0.0))
+    s1 = optim.set_learning_rate(tx_decay.init(params), 0.1)
+    s2 = optim.set_learning_rate(tx_plain.init(params), 0.1)
+    u1, _ = tx_decay.update(jax.grad(ce)(params), s1, params)
+    u2, _ = tx_plain.update(with_l2, s2, params)
+    for k in params:
+        np.testing.assert_allclose(np.asarray(u1[k]), np.asarray(u2[k]), rtol=1e-5, atol=1e-8)
+    with pytest.raises(ConfigError, match="weight_decay"):
+        optim.make_optimizer(paper_config(weight_decay=-1.0))
 
 
 @pytest.mark.parametrize("epochs,total,half", [(4, 625, 312), (12, 1875, 937), (36, 5625, 2812), (108, 16875, 8437)])

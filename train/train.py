@@ -318,9 +318,12 @@ def _parallel_steps(network: nn.Module, tx: optax.GradientTransformation, config
                 {"params": params, "batch_stats": state.batch_stats}, x, train=True, mutable=["batch_stats"]
             )
             ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-            return ce + weight_decay * optim.l2_loss(params), (ce, mutated["batch_stats"], logits)
+            return ce, (mutated["batch_stats"], logits)
 
-        (loss, (ce, batch_stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        # The coupled L2's gradient (weight_decay * v) is added by the optimiser; the reported
+        # loss includes the L2 term, as the original's does.
+        (ce, (batch_stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        loss = ce + weight_decay * optim.l2_loss(state.params)
         grads = jax.lax.pmean(grads, AXIS)  # CrossShardOptimizer: mean over shards
         lr = optim.learning_rate(state.step, train_time_s, config, total_steps=total_steps)
         opt_state = optim.set_learning_rate(state.opt_state, lr)
