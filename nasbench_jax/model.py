@@ -318,9 +318,7 @@ class ConvBnRelu(nn.Module):
         kernel = self.param(
             "kernel", conv_kernel_init, (k, k, x.shape[-1], self.features), jnp.float32
         )
-        if kernel.dtype != self.dtype:
-            kernel = kernel.astype(self.dtype)
-        return _batch_norm_relu(self, _conv(x, kernel), train)
+        return _batch_norm_relu(self, x, kernel, train)
 
 
 # ------------------------------------------------------------------------------------------
@@ -335,9 +333,9 @@ class ConvBnRelu(nn.Module):
 _KERNELS = "fast"
 
 
-def _conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+def _conv(x: jax.Array, kernel: jax.Array, kernels: str) -> jax.Array:
     """Stride-1 SAME convolution, NHWC x HWIO -> NHWC, no bias."""
-    if _KERNELS == "fast" and kernel.shape[0] == 1 and kernel.shape[1] == 1:
+    if kernels == "fast" and kernel.shape[0] == 1 and kernel.shape[1] == 1:
         return _matmul_1x1(x, kernel[0, 0])
     return jax.lax.conv_general_dilated(
         x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
@@ -467,17 +465,23 @@ _max_pool_fast.defvjp(_max_pool_fast_fwd, _max_pool_fast_bwd)
 
 def _max_pool(x: jax.Array, window: int, stride: int) -> jax.Array:
     """Max-pool, SAME padding with -inf (padded positions never win, as in TF)."""
-    if _KERNELS == "fast":
+    return _max_pool_jit(x, window, stride, _KERNELS)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _max_pool_jit(x: jax.Array, window: int, stride: int, kernels: str) -> jax.Array:
+    # Jitted for the same reason as _conv_bn_relu_math: traced once per shape.
+    if kernels == "fast":
         return _max_pool_fast(x, window, stride)
     return nn.max_pool(x, (window, window), strides=(stride, stride), padding="SAME")
 
 
-def _batch_norm_relu(layer: ConvBnRelu, y: jax.Array, train: bool) -> jax.Array:
-    """BN (TF1 fused semantics) then ReLU; variables live in the conv layer's scope.
+def _batch_norm_relu(layer: ConvBnRelu, x: jax.Array, kernel: jax.Array, train: bool) -> jax.Array:
+    """Conv, then BN (TF1 fused semantics), then ReLU; variables live in the conv layer's scope.
 
     Written with few primitives: tracing cost matters (a paper-config network has ~70 layers).
     """
-    c = y.shape[-1]
+    c = kernel.shape[-1]
     f32 = jnp.float32
     # Deterministic initialisers need no PRNG key: declaring them as variables of the 'params'
     # collection skips flax's per-parameter key derivation (a third of the tracing time).
@@ -485,6 +489,31 @@ def _batch_norm_relu(layer: ConvBnRelu, y: jax.Array, train: bool) -> jax.Array:
     bias = layer.variable("params", "bias", jnp.zeros, (c,), f32).value
     ra_mean = layer.variable("batch_stats", "mean", jnp.zeros, (c,), f32)
     ra_var = layer.variable("batch_stats", "var", jnp.ones, (c,), f32)
+    static = dict(momentum=layer.bn_momentum, eps=layer.bn_epsilon,
+                  out_dtype=jnp.dtype(layer.dtype), kernels=_KERNELS)
+    if train and not layer.is_initializing():
+        out, ra_mean.value, ra_var.value = _conv_bn_relu_math(
+            x, kernel, scale, bias, ra_mean.value, ra_var.value, train=True, **static)
+    else:
+        out = _conv_bn_relu_math(x, kernel, scale, bias, ra_mean.value, ra_var.value,
+                                 train=train, **static)[0]
+    return out
+
+
+@functools.partial(jax.jit, static_argnames=("momentum", "eps", "train", "out_dtype", "kernels"))
+def _conv_bn_relu_math(x, kernel, scale, bias, ra_mean, ra_var, *, momentum, eps, train,
+                       out_dtype, kernels):
+    """The conv-BN-ReLU arithmetic: ``(output, new moving mean, new moving variance)``.
+
+    A jitted function, so a network traces (and the gradient linearizes) it once per distinct
+    shape and reuses it for every layer of that shape: the ~70 layers of a paper-config network
+    share a few shapes. That cut the train step's trace + lower time from ~1.2 s to ~0.7 s.
+    XLA inlines the calls (same kernels, same speed). ``kernels``: the ``_KERNELS`` in force.
+    """
+    if kernel.dtype != out_dtype:
+        kernel = kernel.astype(out_dtype)
+    y = _conv(x, kernel, kernels)
+    f32 = jnp.float32
     yf = y if y.dtype == f32 else y.astype(f32)
     if train:
         axes = tuple(range(y.ndim - 1))
@@ -492,18 +521,18 @@ def _batch_norm_relu(layer: ConvBnRelu, y: jax.Array, train: bool) -> jax.Array:
         # One pass (E[y], E[y^2]) in float32: XLA fuses both reductions into one sweep.
         mean = jnp.sum(yf, axes) / n
         var = jnp.maximum(jnp.sum(yf * yf, axes) / n - mean * mean, 0.0)
-        if not layer.is_initializing():
-            m = layer.bn_momentum
-            # TF1's fused batch norm feeds the unbiased variance to the moving average.
-            ra_mean.value = m * ra_mean.value + (1.0 - m) * mean
-            ra_var.value = m * ra_var.value + ((1.0 - m) * n / max(n - 1, 1)) * var
+        m = momentum
+        # TF1's fused batch norm feeds the unbiased variance to the moving average.
+        new_mean = m * ra_mean + (1.0 - m) * mean
+        new_var = m * ra_var + ((1.0 - m) * n / max(n - 1, 1)) * var
     else:
-        mean, var = ra_mean.value, ra_var.value
-    mul = scale * jax.lax.rsqrt(var + layer.bn_epsilon)
+        mean, var = ra_mean, ra_var
+        new_mean, new_var = ra_mean, ra_var
+    mul = scale * jax.lax.rsqrt(var + eps)
     out = yf * mul + (bias - mean * mul)
     # ReLU as a select: gradient 0 at 0 (TF's ReluGrad), cheaper to trace than jax.nn.relu.
     out = jnp.where(out > 0, out, 0.0)
-    return out if out.dtype == layer.dtype else out.astype(layer.dtype)
+    return (out if out.dtype == out_dtype else out.astype(out_dtype)), new_mean, new_var
 
 
 # ------------------------------------------------------------------------------------------
