@@ -11,7 +11,8 @@ the tiny config (``configs/cpu_tiny.py``):
   eps 1.0, momentum 0.9, weight decay 1e-4) on the same cell and batch, and the ratio;
 * FLOPs per image from XLA's cost analysis and the FLOP/s achieved, against this CPU's matmul
   peak measured in the same run (a large float32 matmul);
-* compile time with JAX's persistent compilation cache cold and warm (two child processes);
+* compile time with JAX's persistent compilation cache cold and warm (fresh child processes,
+  median of ``--warm-runs``), split into trace + lower and XLA compile;
 * the ``straightforward`` formulation (lax.conv / nn.max_pool) of the same network, as the
   in-process baseline of our kernel work.
 
@@ -19,6 +20,7 @@ Usage::
 
     python bench/bench_model.py                  # everything (several minutes on 2 cores)
     python bench/bench_model.py --quick          # batch 32 + tiny only, fewer steps
+    python bench/bench_model.py --compile-only   # cold + 5 warm persistent-cache compiles
 
 Install the comparison with ``pip install torch==2.13.0 nasbench-pytorch``; without it the
 PyTorch rows are skipped. The machine load (``os.getloadavg``) is printed: other processes on
