@@ -322,7 +322,7 @@ class ConvBnRelu(nn.Module):
         kernel = self.variable(
             "params", "kernel", lambda: conv_kernel_init(self.make_rng("params"), shape, jnp.float32)
         ).value
-        return _batch_norm_relu(self, x, kernel, train)
+        return _conv_bn_relu(self, x, kernel, train)
 
 
 # ------------------------------------------------------------------------------------------
@@ -480,7 +480,7 @@ def _max_pool_jit(x: jax.Array, window: int, stride: int, kernels: str) -> jax.A
     return nn.max_pool(x, (window, window), strides=(stride, stride), padding="SAME")
 
 
-def _batch_norm_relu(layer: ConvBnRelu, x: jax.Array, kernel: jax.Array, train: bool) -> jax.Array:
+def _conv_bn_relu(layer: ConvBnRelu, x: jax.Array, kernel: jax.Array, train: bool) -> jax.Array:
     """Conv, then BN (TF1 fused semantics), then ReLU; variables live in the conv layer's scope.
 
     Written with few primitives: tracing cost matters (a paper-config network has ~70 layers).
