@@ -147,7 +147,7 @@ def make_optimizer(config: Any) -> optax.GradientTransformation:
     Raises:
       ConfigError: a missing or negative ``weight_decay``.
     """
-    decay = config.get("weight_decay") if hasattr(config, "get") else getattr(config, "weight_decay", None)
+    decay = config.get("weight_decay")
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or decay < 0:
         raise ConfigError(f"config.weight_decay must be a non-negative number, got {decay!r}")
     rmsprop = optax.inject_hyperparams(optax.rmsprop, static_args=("eps_in_sqrt", "centered", "nesterov"))(
@@ -172,14 +172,10 @@ def rmsprop_state(opt_state: Any) -> Any:
 
 def set_learning_rate(opt_state: Any, lr: jax.Array) -> Any:
     """Return ``opt_state`` (from :func:`make_optimizer`) with its learning rate replaced."""
-    parts = list(opt_state)
-    for i, part in enumerate(parts):
-        if hasattr(part, "hyperparams"):
-            hyper = dict(part.hyperparams)
-            hyper["learning_rate"] = jnp.asarray(lr, jnp.float32)
-            parts[i] = part._replace(hyperparams=hyper)
-            return type(opt_state)(parts)
-    raise TypeError("not a make_optimizer state: no inject_hyperparams part")
+    rms = rmsprop_state(opt_state)
+    hyper = dict(rms.hyperparams)
+    hyper["learning_rate"] = jnp.asarray(lr, jnp.float32)
+    return tuple(rms._replace(hyperparams=hyper) if part is rms else part for part in opt_state)
 
 
 def l2_loss(params: Any) -> jax.Array:
