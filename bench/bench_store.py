@@ -161,31 +161,11 @@ def only_budget(s: st.Store, epochs: int) -> st.Store:
 # ----------------------------------------------------------------------------------------
 
 
-def _metrics_class():
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    F = descriptor_pb2.FieldDescriptorProto
-    fdp = descriptor_pb2.FileDescriptorProto(name="bench_model_metrics.proto", package="benchnb", syntax="proto2")
-    ev = fdp.message_type.add(name="EvaluationData")
-    for i, name in enumerate(["current_epoch", "training_time", "train_accuracy", "validation_accuracy",
-                              "test_accuracy"], 1):
-        ev.field.add(name=name, number=i, type=F.TYPE_DOUBLE, label=F.LABEL_OPTIONAL)
-    ev.field.add(name="checkpoint_path", number=6, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-    mm = fdp.message_type.add(name="ModelMetrics")
-    mm.field.add(name="evaluation_data", number=1, type=F.TYPE_MESSAGE, type_name=".benchnb.EvaluationData",
-                 label=F.LABEL_REPEATED)
-    mm.field.add(name="trainable_parameters", number=2, type=F.TYPE_INT32, label=F.LABEL_OPTIONAL)
-    mm.field.add(name="total_time", number=3, type=F.TYPE_DOUBLE, label=F.LABEL_OPTIONAL)
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("benchnb.ModelMetrics"))
-
-
 class BaselineAPI:
     """The original ``NASBench`` loading and query logic, in plain Python."""
 
     def __init__(self, path, seed=0):
-        cls = _metrics_class()
+        cls = tfr.protobuf_metrics_class()
         random.seed(seed)
         self.fixed_statistics, self.computed_statistics, self.valid_epochs = {}, {}, set()
         for data in tfr.iter_records(path):

@@ -49,6 +49,7 @@ __all__ = [
     "write_records",
     "decode_metrics",
     "encode_metrics",
+    "protobuf_metrics_class",
     "read_dataset",
     "write_dataset",
 ]
@@ -335,6 +336,32 @@ def _decode_metrics(b: bytes):
         else:
             pos = _skip(b, pos, key & 7, n)
     return params, evals
+
+
+def protobuf_metrics_class():
+    """The original's ``ModelMetrics`` message as a ``google.protobuf`` class (needs protobuf).
+
+    Built from a descriptor with the original field numbers and types, so the protobuf library's
+    own codec can cross-check :func:`decode_metrics` / :func:`encode_metrics` and serve as a
+    baseline in benchmarks. Not used by the readers and writers here.
+    """
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    F = descriptor_pb2.FieldDescriptorProto
+    fdp = descriptor_pb2.FileDescriptorProto(name="nasbench_model_metrics.proto", package="nasbench", syntax="proto2")
+    ev = fdp.message_type.add(name="EvaluationData")
+    for i, name in enumerate(["current_epoch", "training_time", "train_accuracy", "validation_accuracy",
+                              "test_accuracy"], 1):
+        ev.field.add(name=name, number=i, type=F.TYPE_DOUBLE, label=F.LABEL_OPTIONAL)
+    ev.field.add(name="checkpoint_path", number=6, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    mm = fdp.message_type.add(name="ModelMetrics")
+    mm.field.add(name="evaluation_data", number=1, type=F.TYPE_MESSAGE, type_name=".nasbench.EvaluationData",
+                 label=F.LABEL_REPEATED)
+    mm.field.add(name="trainable_parameters", number=2, type=F.TYPE_INT32, label=F.LABEL_OPTIONAL)
+    mm.field.add(name="total_time", number=3, type=F.TYPE_DOUBLE, label=F.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("nasbench.ModelMetrics"))
 
 
 def _enc_varint(x: int) -> bytes:

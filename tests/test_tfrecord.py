@@ -211,23 +211,7 @@ def test_decode_metrics_malformed(pb, pattern):
 
 def test_protobuf_library_agrees_with_the_hand_written_codec():
     pytest.importorskip("google.protobuf")
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    F = descriptor_pb2.FieldDescriptorProto
-    fdp = descriptor_pb2.FileDescriptorProto(name="nb_test_metrics.proto", package="nbtest", syntax="proto2")
-    ev = fdp.message_type.add(name="EvaluationData")
-    for i, name in enumerate(["current_epoch", "training_time", "train_accuracy", "validation_accuracy",
-                              "test_accuracy"], 1):
-        ev.field.add(name=name, number=i, type=F.TYPE_DOUBLE, label=F.LABEL_OPTIONAL)
-    ev.field.add(name="checkpoint_path", number=6, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-    mm = fdp.message_type.add(name="ModelMetrics")
-    mm.field.add(name="evaluation_data", number=1, type=F.TYPE_MESSAGE, type_name=".nbtest.EvaluationData",
-                 label=F.LABEL_REPEATED)
-    mm.field.add(name="trainable_parameters", number=2, type=F.TYPE_INT32, label=F.LABEL_OPTIONAL)
-    mm.field.add(name="total_time", number=3, type=F.TYPE_DOUBLE, label=F.LABEL_OPTIONAL)
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    cls = message_factory.GetMessageClass(pool.FindMessageTypeByName("nbtest.ModelMetrics"))
+    cls = tfr.protobuf_metrics_class()
     # library -> ours
     msg = cls(trainable_parameters=-7, total_time=9.5)
     msg.evaluation_data.add(current_epoch=0.0, checkpoint_path="")
